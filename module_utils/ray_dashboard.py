@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Shared client for the Ray dashboard REST API (port 8265), used by the ray_* modules.
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+from urllib.parse import quote, urlencode
+
+from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
+
+DEFAULT_DASHBOARD_URL = 'http://127.0.0.1:8265'
+USER_AGENT = 'ansible-ray-compose'
+JOB_TERMINAL_STATES = frozenset(('SUCCEEDED', 'FAILED', 'STOPPED'))
+_EXCERPT_LEN = 300
+
+
+def dashboard_argument_spec():
+    """Options every module talking to the dashboard accepts."""
+    return dict(
+        dashboard_url=dict(type='str', default=DEFAULT_DASHBOARD_URL),
+        token=dict(type='str', no_log=True, fallback=(env_fallback, ['RAY_AUTH_TOKEN'])),
+        validate_certs=dict(type='bool', default=True),
+        request_timeout=dict(type='float', default=10),
+    )
+
+
+class RayDashboardError(Exception):
+    """A dashboard call failed. ``status`` is the HTTP status, or None when the dashboard was not reached."""
+
+    def __init__(self, msg, status=None, url=None, body=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.status = status
+        self.url = url
+        self.body = body
+
+    @property
+    def unreachable(self):
+        return self.status is None
+
+    @property
+    def auth_failed(self):
+        return self.status in (401, 403)
+
+
+class RayDashboardClient:
+    """Thin JSON client for the Ray dashboard; every error names the dashboard address, never the token."""
+
+    def __init__(self, url, token=None, validate_certs=True, timeout=10):
+        self.url = (url or DEFAULT_DASHBOARD_URL).rstrip('/')
+        # A token read with slurp/lookup('file') usually ends with a newline.
+        self._token = (token or '').strip() or None
+        self.validate_certs = validate_certs
+        self.timeout = timeout
+
+    @classmethod
+    def from_module(cls, module):
+        p = module.params
+        return cls(p['dashboard_url'], token=p.get('token'), validate_certs=p['validate_certs'], timeout=p['request_timeout'])
+
+    # --- low level -----------------------------------------------------------------------------------------------
+
+    def _headers(self, has_body):
+        # Deliberately no Origin/Referer/Sec-Fetch-*: the dashboard rejects writes that look like a browser made them.
+        headers = {'Accept': 'application/json', 'User-Agent': USER_AGENT}
+        if has_body:
+            headers['Content-Type'] = 'application/json'
+        if self._token:
+            headers['Authorization'] = 'Bearer %s' % self._token
+        return headers
+
+    def _scrub(self, text):
+        text = to_text(text, errors='surrogate_or_replace')
+        return text.replace(self._token, '********') if self._token else text
+
+    def request(self, method, path, body=None, query=None):
+        """Send one request; return the parsed JSON answer, the text when it is not JSON, or None when empty."""
+        method = method.upper()
+        url = '%s/%s' % (self.url, path.lstrip('/'))
+        if query:
+            url += ('&' if '?' in url else '?') + urlencode(query, doseq=True)
+        data = None if body is None else json.dumps(body).encode('utf-8')
+        try:
+            resp = open_url(url, data=data, method=method, headers=self._headers(data is not None),
+                            http_agent=USER_AGENT, timeout=self.timeout, validate_certs=self.validate_certs,
+                            use_netrc=False)  # a ~/.netrc entry would replace our Bearer header
+            raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise self._http_error(method, url, e) from None
+        except urllib.error.URLError as e:
+            raise self._unreachable(e.reason) from None
+        except (UrlsConnectionError, http.client.HTTPException, OSError, ValueError) as e:
+            # OSError covers refused connections and socket timeouts raised outside URLError.
+            raise self._unreachable(e) from None
+        return self._decode(raw)
+
+    def get(self, path, query=None):
+        return self.request('GET', path, query=query)
+
+    def put(self, path, body=None, query=None):
+        return self.request('PUT', path, body=body, query=query)
+
+    def post(self, path, body=None, query=None):
+        return self.request('POST', path, body=body, query=query)
+
+    def delete(self, path, query=None):
+        return self.request('DELETE', path, query=query)
+
+    @staticmethod
+    def _decode(raw):
+        text = to_text(raw or b'', errors='surrogate_or_replace')
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _unreachable(self, reason):
+        reason = self._scrub(reason) or 'no reason given'
+        return RayDashboardError('cannot reach the Ray dashboard at %s: %s' % (self.url, reason))
+
+    def _http_error(self, method, url, err):
+        status = err.code
+        try:
+            body = self._scrub(err.read() or b'')
+        except Exception:  # some HTTPError objects carry no readable body
+            body = ''
+        excerpt = ' '.join(body.split())
+        if len(excerpt) > _EXCERPT_LEN:
+            excerpt = excerpt[:_EXCERPT_LEN] + '...'
+        if status == 401 and not self._token:
+            msg = ('the Ray dashboard at %s requires a token (HTTP 401 on %s %s): set the token option '
+                   'or the RAY_AUTH_TOKEN environment variable' % (self.url, method, url))
+        elif status in (401, 403) and self._token:
+            msg = ('the Ray dashboard at %s rejected the token (HTTP %s on %s %s): it is not the token of this cluster; '
+                   'use the one the nodes run with (RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH on the head)' % (self.url, status, method, url))
+        else:
+            msg = '%s %s failed: HTTP %s %s' % (method, url, status, self._scrub(err.reason or ''))
+            msg = msg.rstrip() + (': %s' % excerpt if excerpt else '')
+        return RayDashboardError(msg, status=status, url=url, body=body)
+
+    def _unexpected(self, what, answer):
+        excerpt = ' '.join(self._scrub(json.dumps(answer) if not isinstance(answer, str) else answer).split())
+        return RayDashboardError('unexpected answer from the Ray dashboard at %s to %s: %s' % (self.url, what, excerpt[:_EXCERPT_LEN]))
+
+    # --- typed helpers --------------------------------------------------------------------------------------------
+
+    def alive_nodes(self):
+        """List the node dicts (node_id, node_ip, is_head_node, state, resources_total, ...) of ALIVE nodes."""
+        query = [('filter_keys', 'state'), ('filter_predicates', '='), ('filter_values', 'ALIVE'), ('limit', 10000)]
+        answer = self.get('/api/v0/nodes', query=query)
+        # State API envelope: {"result": bool, "msg": str, "data": {"result": {"total": N, "result": [...]}}}
+        if not isinstance(answer, dict):
+            raise self._unexpected('GET /api/v0/nodes', answer)
+        if answer.get('result') is False:
+            raise RayDashboardError('the Ray dashboard at %s could not list nodes: %s' % (self.url, self._scrub(answer.get('msg') or '')))
+        try:
+            nodes = answer['data']['result']['result']
+        except (KeyError, TypeError):
+            raise self._unexpected('GET /api/v0/nodes', answer) from None
+        if not isinstance(nodes, list):
+            raise self._unexpected('GET /api/v0/nodes', answer)
+        return nodes
+
+    def gcs_healthy(self):
+        """True when /api/gcs_healthz answers ``success``; False on an HTTP error (e.g. 503). Unreachable raises."""
+        try:
+            answer = self.get('/api/gcs_healthz')
+        except RayDashboardError as e:
+            if e.unreachable:
+                raise
+            return False
+        return isinstance(answer, str) and answer.strip().lower() == 'success'
+
+    @staticmethod
+    def _job_path(submission_id, suffix=''):
+        return '/api/jobs/%s%s' % (quote(str(submission_id), safe=''), suffix)
+
+    def submit_job(self, entrypoint, metadata=None, runtime_env=None, entrypoint_num_cpus=None):
+        """Submit a job through the Jobs API and return its submission_id."""
+        body = {'entrypoint': entrypoint}
+        if metadata:
+            body['metadata'] = {str(k): str(v) for k, v in metadata.items()}
+        if runtime_env:
+            body['runtime_env'] = runtime_env
+        if entrypoint_num_cpus is not None:
+            body['entrypoint_num_cpus'] = entrypoint_num_cpus
+        answer = self.post('/api/jobs/', body=body)
+        sid = (answer.get('submission_id') or answer.get('job_id')) if isinstance(answer, dict) else None
+        if not sid:
+            raise self._unexpected('POST /api/jobs/', answer)
+        return sid
+
+    def job_info(self, submission_id):
+        """Job details; ``status`` is one of PENDING/RUNNING/SUCCEEDED/FAILED/STOPPED, ``message`` explains it."""
+        answer = self.get(self._job_path(submission_id))
+        if not isinstance(answer, dict):
+            raise self._unexpected('GET %s' % self._job_path(submission_id), answer)
+        return answer
+
+    def job_logs(self, submission_id):
+        answer = self.get(self._job_path(submission_id, '/logs'))
+        return (answer.get('logs') or '') if isinstance(answer, dict) else to_text(answer or '')
+
+    def stop_job(self, submission_id):
+        answer = self.post(self._job_path(submission_id, '/stop'))
+        return bool(answer.get('stopped')) if isinstance(answer, dict) else False
+
+    def delete_job(self, submission_id):
+        answer = self.delete(self._job_path(submission_id))
+        return bool(answer.get('deleted')) if isinstance(answer, dict) else False
