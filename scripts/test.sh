@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests, Molecule end to end.
+#   scripts/test.sh            everything
+#   scripts/test.sh lint|unit|molecule
+# Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
+# host, as root: Python venv, Docker engine (through the docker_engine role),
+# the locally built Molecule platform image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit molecule); fi
+source scripts/lib/bootstrap.sh
+
+run_lint() {
+  echo "== lint"
+  yamllint --strict .
+  ansible-lint
+  for module in library/*.py; do
+    ansible-doc -M library "$(basename "$module" .py)" >/dev/null
+  done
+}
+
+run_unit() {
+  echo "== unit tests"
+  python -m pytest -q tests/unit
+}
+
+run_molecule() {
+  echo "== molecule (end to end on a real Docker engine)"
+  # The CI host's own engine, installed and started by our own role.
+  ansible-playbook -i molecule/resources/controller-inventory.yml playbooks/docker.yml
+  molecule/resources/build-platform-image.sh
+  docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true
+  trap 'molecule destroy >/dev/null 2>&1 || true; docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true' EXIT
+  molecule test
+}
+
+for stage in "${stages[@]}"; do
+  "run_$stage"
+done
+echo "all stages passed: ${stages[*]}"
