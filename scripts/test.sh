@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit tests, Molecule end to end.
 #   scripts/test.sh            everything
-#   scripts/test.sh lint|unit|molecule
+#   scripts/test.sh lint|unit|preflight|molecule ...
 # Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
 # host, as root: Python venv, Docker engine (through the docker_engine role),
 # the locally built Molecule platform image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit molecule); fi
+if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight molecule); fi
 source scripts/lib/bootstrap.sh
 
 run_lint() {
@@ -22,6 +22,11 @@ run_lint() {
 run_unit() {
   echo "== unit tests"
   python -m pytest -q tests/unit
+}
+
+run_preflight() {
+  echo "== preflight (bad input stops site.yml before any change)"
+  python -m pytest -q tests/integration
 }
 
 run_molecule() {

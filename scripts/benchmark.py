@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Print the project's speed figures on this machine (not a test: it asserts nothing).
+
+  scripts/benchmark.sh [--cold]
+
+Figures:
+  1. site.yml first run vs re-run (goal: re-run <= 1/5 of the first, changed=0).
+     With --cold the first run starts with no cluster and no Ray/base images
+     (Docker itself stays installed); otherwise it starts from a stopped cluster.
+  2. `docker compose up` to healthy with images cached (goal: <= 60 s).
+  3. ray_cluster_health vs the seed's way, a Ray job running a health script
+     submitted with `ray job submit --working-dir` (goal: module <= 1 s, >= 10x faster).
+Uses the default inventory (this machine) and tears nothing down at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT = "/opt/ray-cluster"
+DASHBOARD = "http://127.0.0.1:8265"
+HEALTH_SCRIPT = """\
+import ray
+ray.init(address="auto")
+alive = [n for n in ray.nodes() if n["Alive"]]
+print("alive nodes:", len(alive), "CPUs:", ray.cluster_resources().get("CPU", 0))
+"""
+
+
+def sh(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, **kw)
+
+
+def timed(cmd) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.monotonic()
+    result = sh(cmd)
+    return time.monotonic() - start, result
+
+
+def playbook(*args) -> tuple[float, int]:
+    seconds, result = timed([str(BIN / "ansible-playbook"), *args])
+    if result.returncode:
+        sys.exit(f"ansible-playbook {' '.join(args)} failed:\n{result.stdout[-3000:]}")
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout.split("PLAY RECAP")[-1]))
+    return seconds, changed
+
+
+def token() -> str:
+    return Path(PROJECT, "secrets/ray_auth_token").read_text().strip()
+
+
+def health_module() -> tuple[float, float]:
+    """Wall time of one ad-hoc module call, and the module's own elapsed time."""
+    args = json.dumps({"dashboard_url": DASHBOARD, "token": token(), "min_nodes": 3})
+    seconds, result = timed([str(BIN / "ansible"), "localhost", "-m", "ray_cluster_health", "-a", args, "-o"])
+    if result.returncode:
+        sys.exit(f"health module failed: {result.stdout[-2000:]}")
+    elapsed = float(re.search(r'"elapsed":\s*([0-9.]+)', result.stdout).group(1))
+    return seconds, elapsed
+
+
+def health_job(workdir: str) -> float:
+    cmd = ["docker", "exec", "-w", workdir, "ray-head", "ray", "job", "submit", "--address", DASHBOARD,
+           "--working-dir", ".", "--", "python", "healthcheck.py"]
+    seconds, result = timed(cmd)
+    if result.returncode or "alive nodes: 3" not in result.stdout:
+        sys.exit(f"health job failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
+    parser.add_argument("--repeat", type=int, default=5)
+    opts = parser.parse_args()
+
+    print("== 1. site.yml first run vs re-run")
+    playbook("playbooks/teardown.yml")
+    if opts.cold:
+        sh(["docker", "image", "rm", "-f", "ray-compose/ray:2.60.0-cpu", "ray-compose/debian-minbase:bookworm"])
+    first, first_changed = playbook("site.yml")
+    again, again_changed = playbook("site.yml")
+    print(f"first run ({'cold: image build included' if opts.cold else 'images cached, cluster down'}): "
+          f"{first:.1f} s, changed={first_changed}")
+    print(f"re-run: {again:.1f} s, changed={again_changed}  ratio {again / first:.2f} (goal <= 0.20, changed=0)")
+
+    print("== 2. compose up to healthy, images cached")
+    sh(["docker", "compose", "--project-directory", PROJECT, "down"])
+    start = time.monotonic()
+    sh(["docker", "compose", "--project-directory", PROJECT, "up", "-d"])
+    up = time.monotonic() - start
+    args = json.dumps({"dashboard_url": DASHBOARD, "token": token(), "min_nodes": 3, "wait_timeout": 180, "interval": 0.5})
+    result = sh([str(BIN / "ansible"), "localhost", "-m", "ray_cluster_health", "-a", args, "-o"])
+    healthy = time.monotonic() - start
+    print(f"compose up -d returned after {up:.1f} s; 3 nodes alive after {healthy:.1f} s (goal <= 60 s)"
+          + ("" if result.returncode == 0 else "  [health check FAILED]"))
+
+    print(f"== 3. health: module vs Ray job (median of {opts.repeat})")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = "/tmp/ray-benchmark-health"
+        Path(tmp, "healthcheck.py").write_text(HEALTH_SCRIPT)
+        sh(["docker", "exec", "ray-head", "mkdir", "-p", workdir])
+        sh(["docker", "cp", f"{tmp}/healthcheck.py", f"ray-head:{workdir}/healthcheck.py"])
+        jobs = [health_job(workdir) for _ in range(opts.repeat)]
+    modules = [health_module() for _ in range(opts.repeat)]
+    job = statistics.median(jobs)
+    inside = statistics.median(m[1] for m in modules)
+    wall = statistics.median(m[0] for m in modules)
+    print(f"ray job submit --working-dir (seed's way): {job:.2f} s")
+    print(f"ray_cluster_health: {inside:.3f} s inside the module, {wall:.2f} s as an ad-hoc ansible call")
+    print(f"speed-up: {job / inside:.0f}x on the module's own time, {job / wall:.1f}x including Ansible's start-up "
+          "(goal: module <= 1 s, >= 10x)")
+
+
+if __name__ == "__main__":
+    main()

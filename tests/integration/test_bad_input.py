@@ -1,0 +1,89 @@
+"""Bad input stops site.yml before anything changes, with a message that
+says what is wrong and how to fix it.
+
+These run the real site.yml against this machine (connection local). Every
+case must fail inside the preflight play, so the recap shows changed=0 and
+no later play starts.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
+
+
+def run_site(tmp_path: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(inventory)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    # A project name no real cluster uses, so no running cluster is mistaken for ours.
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inv), "site.yml",
+           "-e", "ray_project_name=preflight-test", "-e", "ray_project_dir=" + str(tmp_path / "project"), *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_stopped_early(result: subprocess.CompletedProcess, *messages: str) -> None:
+    project = Path(result.args[result.args.index("-e") + 3].split("=", 1)[1])
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for message in messages:
+        assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
+    # Nothing changed, and no play after the preflight started; no project dir either.
+    assert re.search(r"changed=0\b", out), out[-2000:]
+    assert "Install and start Docker Engine" not in out, out[-2000:]
+    assert not project.exists(), f"{project} was created"
+
+
+ONE_HOST = f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
+
+
+def test_no_head(tmp_path):
+    result = run_site(tmp_path, f"[ray_head]\n[ray_workers]\nlocalhost {LOCAL}\n")
+    assert_stopped_early(result, r"exactly one host in the group `ray_head`; found 0", r"Put the host that runs the Ray head")
+
+
+def test_two_heads(tmp_path):
+    inventory = f"[ray_head]\nlocalhost {LOCAL}\nsecond-head ansible_host=127.0.0.1 {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
+    result = run_site(tmp_path, inventory)
+    assert_stopped_early(result, r"found 2 \(localhost, second-head\)")
+
+
+def test_unsupported_os(tmp_path):
+    # This machine is Debian or Ubuntu; declare only an OS it is not.
+    result = run_site(tmp_path, ONE_HOST, "-e", '{"docker_engine_supported": {"Fedora": ["40"]}}')
+    assert_stopped_early(result, r"which this role does not\s+support", r"Supported: Debian 12/13 and Ubuntu 22.04/24.04")
+
+
+@pytest.mark.parametrize("count", ["two", "0", "-1", "1.5"])
+def test_worker_count_not_positive_integer(tmp_path, count):
+    result = run_site(tmp_path, ONE_HOST, "-e", f"ray_cluster_workers={count}")
+    assert_stopped_early(result, rf"ray_cluster_workers on localhost is\s+'{re.escape(count)}'", r"must be a positive integer")
+
+
+@pytest.mark.parametrize("variable", ["ray_cluster_bind_address", "ray_cluster_serve_bind_address"])
+def test_bind_address_not_ip(tmp_path, variable):
+    result = run_site(tmp_path, ONE_HOST, "-e", f"{variable}=localhost")
+    assert_stopped_early(result, rf"{variable} is 'localhost', which is not an IP address", r"Use\s+127.0.0.1")
+
+
+def test_control_port_in_use(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = run_site(tmp_path, ONE_HOST, "-e", f"ray_dashboard_port={port}")
+    assert_stopped_early(result, rf"Port {port} \(dashboard\) on 127.0.0.1 is already in\s+use", r"set ray_dashboard_port to a free port")
+
+
+def test_unknown_ray_version(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_version=9.9.9")
+    assert_stopped_early(result, r"ray_version=9.9.9 has no entry in ray_releases", r"Known-good\s+versions: 2.60.0, 2.52.1")
