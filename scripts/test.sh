@@ -32,11 +32,17 @@ run_preflight() {
 run_molecule() {
   echo "== molecule (end to end on a real Docker engine)"
   # The CI host's own engine, installed and started by our own role.
-  ansible-playbook -i molecule/resources/controller-inventory.yml playbooks/docker.yml
+  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml
   molecule/resources/build-platform-image.sh
   docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true
   trap 'molecule destroy >/dev/null 2>&1 || true; docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true' EXIT
   molecule test
+  trap - EXIT
+  docker volume rm ray-molecule-docker >/dev/null
+  # Nothing of the test may outlive it: no container, no volume.
+  local leftovers
+  leftovers="$(docker ps -aq --filter label=owner=molecule; docker volume ls -q --filter name=ray-molecule-docker)"
+  [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
 }
 
 for stage in "${stages[@]}"; do

@@ -270,3 +270,19 @@ def test_probe_delete_failure_only_warns(jobs, job, run_module, fake_time):
 def test_probe_skipped_when_cluster_not_ready(jobs, run_module):
     r = run_module(args(min_nodes=4, probe=True))
     assert r['failed'] and jobs.calls('POST', '/api/jobs/') == []
+
+
+def test_recorded_ray_2_60_answer(dashboard, run_module, fake_time):
+    """A real answer of Ray 2.60.0 (head + 2 CPU workers, token auth). Its
+    `total` counts 5 nodes, dead ones from an earlier start included: only
+    the alive list may be counted."""
+    dashboard.routes['GET /api/gcs_healthz'] = 'success'
+    dashboard.routes['GET /api/v0/nodes'] = load_fixture('recorded/ray-2.60.0-nodes-alive.json')
+    r = run_module(args(min_nodes=3, min_cpus=5, exact_gpus=0))
+    assert r['rc'] == 0 and not r.get('failed'), r
+    assert r['totals']['nodes'] == 3 and r['totals']['cpus'] == 5 and r['totals']['gpus'] == 0
+    assert r['summary'][0] == 'head    172.18.0.2  CPU 1  GPU 0  object store 256 MiB'
+    assert r['summary'][-1] == '3 nodes alive: 3 CPU hosts, 0 GPU hosts, 3 object-store hosts; 5 CPUs, 0 GPUs'
+
+    failed = run_module(args(min_nodes=4))
+    assert failed['failed'] and 'expected at least 4 alive nodes, found 3' in failed['msg']
