@@ -16,7 +16,7 @@ command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y 
 rootfs="$(mktemp -d /var/tmp/molecule-rootfs.XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
 echo "bootstrapping Debian trixie into $rootfs (about a minute)"
-debootstrap --variant=minbase --include=python3,iproute2,ca-certificates trixie "$rootfs" "$mirror" >/dev/null
+debootstrap --variant=minbase --include=python3,iproute2,ca-certificates,tini trixie "$rootfs" "$mirror" >/dev/null
 install -m 0755 "$here/molecule-init" "$rootfs/usr/local/sbin/molecule-init"
 tar -C "$rootfs" -c . | docker import \
   --change 'CMD ["/usr/local/sbin/molecule-init"]' \
