@@ -61,7 +61,8 @@ options:
     description:
       - Submit a short job (no working_dir upload, no runtime_env) that runs one C(num_cpus=0) task pinned with
         C(NodeAffinitySchedulingStrategy(soft=False)) on every alive node, and fail if any node does not answer.
-      - The job is deleted afterwards. It also runs in check mode, as it leaves nothing behind.
+      - The latest probe job stays in the cluster's job list (its logs can be read there); each probe deletes the
+        finished probe jobs of earlier runs. It also runs in check mode, as it changes no configuration.
       - Runs only once the other expectations hold.
     type: bool
     default: false
@@ -223,8 +224,8 @@ from ansible.module_utils.ray_dashboard import (
 
 PROBE_MARKER = 'RAY_CLUSTER_PROBE'
 PROBE_POLL_S = 1.0
-STOP_GRACE_S = 15  # after stop_job, how long to wait for a final status so the job can be deleted
-GHOST_WINDOW_S = 5  # see delete_job()
+STOP_GRACE_S = 15  # after stop_job, how long to wait for a final status (only final jobs can be deleted)
+PROBE_METADATA = {'submitted_by': 'ansible ray_cluster_health'}
 
 # Runs as the job's driver on the head. Base64 in the entrypoint avoids all shell quoting and needs no upload.
 PROBE_SCRIPT = '''
@@ -417,43 +418,36 @@ def _probe_entry(node_id, node_ip, result):
     return entry
 
 
-def delete_job(module, client, sid):
-    """Best-effort delete. A job deleted within ~2 s of finishing comes back as FAILED ("Job supervisor actor died")
-    once its supervisor actor exits (measured on Ray 2.60), so delete it again while that can still happen."""
-    deadline = time.monotonic() + GHOST_WINDOW_S
+def delete_old_probes(module, client):
+    """Delete the finished probe jobs of earlier runs (best effort). A job deleted right after it finishes comes
+    back a second later as FAILED ("Job supervisor actor died", measured on Ray 2.60), so each run leaves its own
+    job in the list, where its logs can be read, and removes the older ones instead of waiting."""
     try:
-        client.delete_job(sid)
-        while time.monotonic() < deadline:
-            time.sleep(PROBE_POLL_S)
-            try:
-                client.job_info(sid)
-            except RayDashboardError as e:
-                if e.status != 404:
-                    raise
-                continue
+        old = [j.get('submission_id') for j in client.list_jobs()
+               if (j.get('metadata') or {}).get('submitted_by') == PROBE_METADATA['submitted_by']
+               and j.get('status') in JOB_TERMINAL_STATES and j.get('submission_id')]
+        for sid in old:
             client.delete_job(sid)
     except RayDashboardError as e:
-        module.warn('could not delete probe job %s: %s' % (sid, e.msg))
+        module.warn('could not delete old probe jobs: %s' % e.msg)
 
 
 def run_probe(module, client, nodes):
-    """Run the pinned-task job; return (entries or None, errors). The job is deleted afterwards (best effort)."""
+    """Run the pinned-task job; return (entries or None, errors). Older probe jobs are deleted first (best effort)."""
     timeout = module.params['probe_timeout']
     # Leave the driver time to start and report before the module's own deadline.
     inner = max(1, timeout - min(30, timeout // 2))
     script = PROBE_SCRIPT.replace('__TIMEOUT__', str(inner))
     entrypoint = 'python -c "import base64;exec(base64.b64decode(\'%s\'))"' % base64.b64encode(script.encode()).decode()
-    sid = client.submit_job(entrypoint, metadata={'submitted_by': 'ansible ray_cluster_health'})
-    try:
-        info = wait_for_job(client, sid, timeout)
-        status = info.get('status')
-        if status not in JOB_TERMINAL_STATES:
-            client.stop_job(sid)
-            wait_for_job(client, sid, STOP_GRACE_S)  # a job must be final before it can be deleted
-            return None, ['probe job %s did not finish within %ss (status %s)' % (sid, timeout, status)]
-        logs = client.job_logs(sid)
-    finally:
-        delete_job(module, client, sid)
+    delete_old_probes(module, client)
+    sid = client.submit_job(entrypoint, metadata=PROBE_METADATA)
+    info = wait_for_job(client, sid, timeout)
+    status = info.get('status')
+    if status not in JOB_TERMINAL_STATES:
+        client.stop_job(sid)
+        wait_for_job(client, sid, STOP_GRACE_S)  # final, so the next run can delete it
+        return None, ['probe job %s did not finish within %ss (status %s)' % (sid, timeout, status)]
+    logs = client.job_logs(sid)
     data = parse_probe(logs)
     if data is None:
         tail = ' | '.join(logs.strip().splitlines()[-5:])[-500:]

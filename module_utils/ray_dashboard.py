@@ -196,6 +196,13 @@ class RayDashboardClient:
             raise self._unexpected('POST /api/jobs/', answer)
         return sid
 
+    def list_jobs(self):
+        """All jobs the cluster knows, as a list of job detail dicts (submission_id, status, metadata, ...)."""
+        answer = self.get('/api/jobs/')
+        if not isinstance(answer, list):
+            raise self._unexpected('GET /api/jobs/', answer)
+        return answer
+
     def job_info(self, submission_id):
         """Job details; ``status`` is one of PENDING/RUNNING/SUCCEEDED/FAILED/STOPPED, ``message`` explains it."""
         answer = self.get(self._job_path(submission_id))

@@ -162,25 +162,20 @@ def ok(node_id, host):
 
 
 class FakeJob:
-    """One submitted job: answers the given statuses in order (the last repeats) until deleted, then 404. With
-    ghosts=N, the first N deletes are undone a moment later, as Ray does for a job deleted right after it finished."""
+    """One submitted job: answers the given statuses in order (the last repeats) until deleted, then 404."""
 
-    def __init__(self, statuses, logs='', ghosts=0):
-        self.statuses, self.logs, self.ghosts = list(statuses), logs, ghosts
-        self.deletes = self.reads_after_delete = 0
+    def __init__(self, statuses, logs=''):
+        self.statuses, self.logs = list(statuses), logs
+        self.deletes = 0
 
     def info(self, req):
         if self.deletes:
-            self.reads_after_delete += 1
-            if self.deletes <= self.ghosts and self.reads_after_delete >= 2:
-                return {'status': 'FAILED', 'error_type': 'JOB_SUPERVISOR_ACTOR_DIED'}
             return http_error(req['url'], 404, 'Job %s does not exist' % SID, 'Not Found')
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         return {'status': status, 'message': 'Job is %s.' % status.lower()}
 
     def delete(self, req):
         self.deletes += 1
-        self.reads_after_delete = 0
         return {'deleted': True}
 
 
@@ -197,6 +192,8 @@ def jobs(healthy, job):
         'GET /api/jobs/%s/logs' % SID: lambda req: {'logs': job.logs},
         'DELETE /api/jobs/' + SID: job.delete,
         'POST /api/jobs/%s/stop' % SID: {'stopped': True},
+        # A callable: a plain list would be taken as a sequence of answers.
+        'GET /api/jobs/': lambda req: [],
     })
     return healthy
 
@@ -221,15 +218,26 @@ def test_probe_success(jobs, job, run_module, fake_time):
     for needle in ('ray.init(address="auto"', 'ray.nodes()', 'num_cpus=0', 'NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)',
                    'RAY_CLUSTER_PROBE', 'timeout=90'):
         assert needle in script
-    assert job.deletes == 1 and jobs.calls('POST', '/api/jobs/%s/stop' % SID) == []
+    # This run's job stays (Ray would bring it back if deleted right after it finished).
+    assert job.deletes == 0 and jobs.calls('POST', '/api/jobs/%s/stop' % SID) == []
     assert not r.get('warnings')
 
 
-def test_probe_job_deleted_again_when_ray_recreates_it(jobs, job, run_module, fake_time):
+def test_probe_deletes_finished_probe_jobs_of_earlier_runs(jobs, job, run_module, fake_time):
     job.logs = probe_line({HEAD: ok(HEAD, 'h'), W3: ok(W3, 'a'), W4: ok(W4, 'b')})
-    job.ghosts = 1
+    marker = {'submitted_by': 'ansible ray_cluster_health'}
+    jobs.routes['GET /api/jobs/'] = lambda req: [
+        {'submission_id': 'raysubmit_old1', 'status': 'SUCCEEDED', 'metadata': marker},
+        {'submission_id': 'raysubmit_old2', 'status': 'FAILED', 'metadata': marker},
+        {'submission_id': 'raysubmit_live', 'status': 'RUNNING', 'metadata': marker},
+        {'submission_id': 'raysubmit_user', 'status': 'SUCCEEDED', 'metadata': {'owner': 'someone'}},
+    ]
+    jobs.routes['DELETE /api/jobs/raysubmit_old1'] = {'deleted': True}
+    jobs.routes['DELETE /api/jobs/raysubmit_old2'] = {'deleted': True}
     r = run_module(args(probe=True))
-    assert r['rc'] == 0 and job.deletes == 2 and not r.get('warnings')
+    assert r['rc'] == 0 and not r.get('warnings')
+    deleted = [c['path'] for c in jobs.requests if c['method'] == 'DELETE']
+    assert deleted == ['/api/jobs/raysubmit_old1', '/api/jobs/raysubmit_old2']
 
 
 def test_probe_failure_names_node_ip(jobs, job, run_module, fake_time):
@@ -239,7 +247,6 @@ def test_probe_failure_names_node_ip(jobs, job, run_module, fake_time):
     assert 'probe failed on worker 172.18.0.3: no answer within 90 s' in r['msg']
     assert 'probe failed on worker 172.18.0.4: no result from this node' in r['msg']
     assert [p['ok'] for p in r['probe']] == [True, False, False]
-    assert job.deletes == 1
 
 
 def test_probe_without_result_line(jobs, job, run_module, fake_time):
@@ -251,20 +258,22 @@ def test_probe_without_result_line(jobs, job, run_module, fake_time):
     assert 'No module named ray' in r['msg']
 
 
-def test_probe_timeout_stops_and_deletes_job(jobs, job, run_module, fake_time):
+def test_probe_timeout_stops_job(jobs, job, run_module, fake_time):
     job.statuses = ['RUNNING'] * 32 + ['STOPPED']
     r = run_module(args(probe=True, probe_timeout=30))
     assert r['failed'] and 'did not finish within 30s (status RUNNING)' in r['msg']
     assert len(jobs.calls('POST', '/api/jobs/%s/stop' % SID)) == 1
-    assert job.deletes == 1 and not r.get('warnings')
+    assert not r.get('warnings')
 
 
 def test_probe_delete_failure_only_warns(jobs, job, run_module, fake_time):
     job.logs = probe_line({HEAD: ok(HEAD, 'h'), W3: ok(W3, 'a'), W4: ok(W4, 'b')})
-    jobs.routes['DELETE /api/jobs/' + SID] = http_error(URL + '/api/jobs/' + SID, 400, 'job is not in a terminal state')
+    jobs.routes['GET /api/jobs/'] = lambda req: [{'submission_id': 'raysubmit_old1', 'status': 'SUCCEEDED',
+                                                  'metadata': {'submitted_by': 'ansible ray_cluster_health'}}]
+    jobs.routes['DELETE /api/jobs/raysubmit_old1'] = http_error(URL + '/api/jobs/raysubmit_old1', 400, 'job is not in a terminal state')
     r = run_module(args(probe=True))
     warnings = [w['event']['msg'] if isinstance(w, dict) else w for w in r.get('warnings', [])]  # 2.19 returns WarningSummary dicts
-    assert r['rc'] == 0 and any('could not delete probe job ' + SID in w for w in warnings)
+    assert r['rc'] == 0 and any('could not delete old probe jobs' in w for w in warnings)
 
 
 def test_probe_skipped_when_cluster_not_ready(jobs, run_module):
