@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 from urllib.parse import quote, urlencode
 
@@ -16,6 +17,11 @@ DEFAULT_DASHBOARD_URL = 'http://127.0.0.1:8265'
 USER_AGENT = 'ansible-ray-compose'
 JOB_TERMINAL_STATES = frozenset(('SUCCEEDED', 'FAILED', 'STOPPED'))
 _EXCERPT_LEN = 300
+SERVE_APPS_PATH = '/api/serve/applications/'
+# Top-level Serve settings that a PUT must carry over: the PUT replaces the whole Serve config.
+SERVE_TOP_LEVEL_KEYS = ('proxy_location', 'http_options', 'grpc_options', 'target_capacity')
+_ANSI_RE = re.compile(r'\x1b\[[0-?]*[ -/]*[@-~]')
+_MARKER_LINE_RE = re.compile(r'^\s*[\^~]+\s*$')
 
 
 def dashboard_argument_spec():
@@ -221,3 +227,63 @@ class RayDashboardClient:
     def delete_job(self, submission_id):
         answer = self.delete(self._job_path(submission_id))
         return bool(answer.get('deleted')) if isinstance(answer, dict) else False
+
+    def serve_applications(self):
+        """The Serve status: top-level settings, ``proxies`` and ``applications`` (name -> status, deployed_app_config,
+        deployments). ``applications`` is always a dict, also before Serve ever started."""
+        answer = self.get(SERVE_APPS_PATH)
+        if not isinstance(answer, dict) or not isinstance(answer.get('applications') or {}, dict):
+            raise self._unexpected('GET ' + SERVE_APPS_PATH, answer)
+        answer['applications'] = answer.get('applications') or {}
+        return answer
+
+    def put_serve_applications(self, body):
+        """Declare the whole Serve config. Applications left out of ``body['applications']`` are deleted."""
+        return self.put(SERVE_APPS_PATH, body=body)
+
+
+# --- Serve helpers (pure) ---------------------------------------------------------------------------------------------
+
+def strip_ansi(text):
+    return _ANSI_RE.sub('', to_text(text or ''))
+
+
+def clean_message(text, max_lines=15):
+    """A Ray status message made readable: colours and the ^^^ marker lines of tracebacks removed, and a long traceback
+    cut to its first line (what failed) and its last ``max_lines`` lines (where the exception is)."""
+    lines = [line for line in strip_ansi(text).rstrip().splitlines() if not _MARKER_LINE_RE.match(line)]
+    if len(lines) > max_lines + 1:
+        lines = [lines[0], '[... %d lines cut ...]' % (len(lines) - 1 - max_lines)] + lines[-max_lines:]
+    return '\n'.join(lines)
+
+
+def _normalize(value):
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    # Numbers compare by value (5 == 5.0: Ray keeps them as sent, YAML and templating may not), but Python would
+    # also take True for 1, which user_config code may well tell apart.
+    if isinstance(value, bool):
+        return ('bool', value)
+    return value
+
+
+def normalize_serve_app(config):
+    """Comparable form of one Serve application config: numbers by value, ``deployments`` keyed by name."""
+    norm = _normalize(dict(config or {}))
+    deployments = norm.get('deployments')
+    if isinstance(deployments, list) and all(isinstance(d, dict) and 'name' in d for d in deployments):
+        norm['deployments'] = {d['name']: d for d in deployments}
+    return norm
+
+
+def same_serve_app(a, b):
+    return normalize_serve_app(a) == normalize_serve_app(b)
+
+
+def serve_put_body(serve_status, applications):
+    """PUT body that keeps the top-level settings of ``serve_status`` (a GET answer) and declares ``applications``."""
+    body = {k: serve_status[k] for k in SERVE_TOP_LEVEL_KEYS if serve_status.get(k) is not None}
+    body['applications'] = list(applications)
+    return body
