@@ -14,7 +14,7 @@ description:
     config is never sent again (Ray would flicker the application to DEPLOYING).
   - Numbers compare by value (V(5) equals V(5.0)) and the order of the C(deployments) list does not matter.
   - With O(wait=true), waits until Ray shows the desired config, the application is RUNNING, every deployment is
-    HEALTHY and every Serve proxy is HEALTHY. It fails at once when the application or one of its deployments is
+    HEALTHY (or UPSCALING/DOWNSCALING, which still serve) and every Serve proxy is HEALTHY. It fails at once when the application or one of its deployments is
     DEPLOY_FAILED or UNHEALTHY, with Ray's message (colours removed, long tracebacks cut) in RV(msg).
 author: ray-compose contributors
 options:
@@ -255,6 +255,8 @@ READY = 'ready'
 FAILED = 'failed'  # waiting longer will not help
 WAITING = 'waiting'
 FAILED_STATES = frozenset(('DEPLOY_FAILED', 'UNHEALTHY'))
+# An autoscaling deployment keeps serving while it scales; waiting for the load to end would hang a deploy.
+SERVING_STATES = frozenset(('HEALTHY', 'UPSCALING', 'DOWNSCALING'))
 # Ray drains the proxy of a node left without replicas and then removes it: not a proxy that should serve.
 LEAVING_PROXY_STATES = frozenset(('DRAINING', 'DRAINED'))
 
@@ -375,7 +377,7 @@ def readiness_present(answer, name, desired):
     failed = status in FAILED_STATES
     problems = []
     for dname, dep in sorted((app.get('deployments') or {}).items()):
-        if dep.get('status') == 'HEALTHY':
+        if dep.get('status') in SERVING_STATES:
             continue
         s = deployment_summary(dep)
         failed = failed or s['status'] in FAILED_STATES

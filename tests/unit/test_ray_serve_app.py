@@ -506,3 +506,12 @@ def test_clean_message():
     assert cleaned[1] == '[... 4 lines cut ...]' and len(cleaned) == 17
     assert not any(ANSI in line or set(line.strip()) <= {'^'} for line in cleaned)
     assert clean_message('\x1b[31mshort\x1b[0m\n') == 'short' and clean_message(None) == ''
+
+
+def test_upscaling_deployment_counts_as_serving(serve, run):
+    # Under load an autoscaling deployment reports UPSCALING while it serves; a deploy must not wait for the load to end.
+    answer = rec('running')
+    answer['applications']['echo']['deployments']['OpenAIEcho']['status'] = 'UPSCALING'
+    serve.routes['GET ' + PATH] = [answer, answer]
+    r = run(config=app_config('running', 'echo'))
+    assert r['rc'] == 0 and r['changed'] is False and not puts(serve)
