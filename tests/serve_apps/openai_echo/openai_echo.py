@@ -1,0 +1,67 @@
+"""A tiny OpenAI-compatible Serve application for CPU-only clusters.
+
+Test fixture: it stands in for the vLLM engine where no GPU exists, so the
+serving path (code shipping, deploy, autoscaling, the OpenAI client) can be
+proven end to end. It answers /v1/models and /v1/chat/completions by echoing
+the last user message, after an optional delay that makes load visible to
+the autoscaler.
+"""
+
+import asyncio
+import time
+import uuid
+
+from fastapi import FastAPI, HTTPException
+from ray import serve
+
+api = FastAPI()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5})
+@serve.ingress(api)
+class OpenAIEcho:
+    def __init__(self, model_id: str = "echo", delay_s: float = 0.0):
+        self.model_id = model_id
+        self.delay_s = float(delay_s)
+        self.created = int(time.time())
+
+    @api.get("/v1/models")
+    def models(self):
+        return {
+            "object": "list",
+            "data": [{"id": self.model_id, "object": "model",
+                      "created": self.created, "owned_by": "ray-compose"}],
+        }
+
+    @api.post("/v1/chat/completions")
+    async def chat(self, body: dict):
+        if body.get("model") != self.model_id:
+            raise HTTPException(404, f"model {body.get('model')!r} not found; "
+                                     f"this endpoint serves {self.model_id!r}")
+        if body.get("stream"):
+            raise HTTPException(400, "streaming is not supported by the echo app")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        messages = body.get("messages") or []
+        prompt = str(messages[-1].get("content", "")) if messages else ""
+        text = f"echo: {prompt}"
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": len(prompt.split()),
+                      "completion_tokens": len(text.split()),
+                      "total_tokens": len(prompt.split()) + len(text.split())},
+        }
+
+
+def app_builder(args: dict):
+    """Serve application builder: `import_path: openai_echo:app_builder`."""
+    return OpenAIEcho.bind(model_id=args.get("model_id", "echo"),
+                           delay_s=args.get("delay_s", 0.0))
