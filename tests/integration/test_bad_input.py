@@ -87,3 +87,26 @@ def test_control_port_in_use(tmp_path):
 def test_unknown_ray_version(tmp_path):
     result = run_site(tmp_path, ONE_HOST, "-e", "ray_version=9.9.9")
     assert_stopped_early(result, r"ray_version=9.9.9 has no entry in ray_releases", r"Known-good\s+versions: 2.60.0, 2.52.1")
+
+
+def words(text: str) -> str:
+    """A regex for text whose spaces may have become line breaks in Ansible's output."""
+    return r"\s+".join(map(re.escape, text.split()))
+
+
+def test_known_bad_ray_vllm_pair(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_flavour=vllm", "-e", "ray_version=2.52.1",
+                      "-e", "ray_vllm_version=0.11.2")
+    assert_stopped_early(result, words("Ray 2.52.1 with vLLM 0.11.2 is known to break"), words("ray issue #58960"),
+                         words("init_app_state()"), words("Use vLLM 0.11.0"), words("set ray_vllm_pair_override=true"))
+
+
+def test_unknown_ray_vllm_pair(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_flavour=vllm", "-e", "ray_vllm_version=0.28.0")
+    assert_stopped_early(result, words("Ray 2.60.0 with vLLM 0.28.0 is not a known-good pair"), words("Use vLLM 0.29.0"),
+                         words("set ray_vllm_pair_override=true"))
+
+
+def test_unknown_image_flavour(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_flavour=gpu")
+    assert_stopped_early(result, r"ray_image_flavour", r"cpu, vllm")
