@@ -1,23 +1,89 @@
 #!/usr/bin/env bash
-# Regenerate the Ray image's dependency lock for one Ray version:
-#   scripts/lock-ray-image.sh 2.60.0
-# The version and its cut-off date come from roles/ray/defaults/main.yml
-# (ray_releases). Needs `uv` (pip install uv). The lock is universal
-# (Python 3.10+, any Linux arch) and hash-checked at build time.
+# Regenerate, or check, the Ray image's dependency lock for one Ray version:
+#   scripts/lock-ray-image.sh 2.60.0                  CPU flavour: ray[default,serve]
+#   scripts/lock-ray-image.sh --flavour vllm 2.60.0   vllm flavour: ray[default,serve,llm]
+#                                                     with the vLLM of ray_releases
+#   scripts/lock-ray-image.sh --flavour vllm --vllm 0.28.0 2.60.0
+#                                                     another vLLM (a pair you insist on)
+#   scripts/lock-ray-image.sh --check ...             resolve again into a temporary file
+#                                                     and fail if it differs from the lock
+# The version, its vLLM pairing and its cut-off date come from
+# roles/ray/defaults/main.yml (ray_releases). Needs `uv` (pip install uv).
+# Every lock is hash-checked at build time; no package is newer than the
+# cut-off, so resolving again gives the same lock.
+#  - cpu:  universal (Python 3.10+, any Linux arch).
+#  - vllm: Linux x86_64 (manylinux_2_31 or newer glibc) and Python 3.11, the
+#    local base's Python (Debian bookworm), wheels only. vLLM ships CUDA
+#    builds for x86_64 Linux; torch comes from PyPI, whose Linux x86_64 wheels
+#    are the CUDA ones. The official vLLM image takes this lock's pins only as
+#    constraints for the packages it lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="${1:?usage: $0 RAY_VERSION}"
-cutoff="$(python3 - "$version" <<'PY'
+usage="usage: $0 [--check] [--flavour cpu|vllm] [--vllm VLLM_VERSION] RAY_VERSION"
+flavour=cpu vllm="" check=false
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --check) check=true ;;
+    --flavour) flavour="${2:?$usage}"; shift ;;
+    --vllm) vllm="${2:?$usage}"; shift ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    -*) echo "$usage" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
+version="${1:?$usage}"
+case "$flavour" in cpu|vllm) ;; *) echo "--flavour must be cpu or vllm; $usage" >&2; exit 2 ;; esac
+[ -z "$vllm" ] || [ "$flavour" = vllm ] || { echo "--vllm needs --flavour vllm" >&2; exit 2; }
+
+# Cut-off date and the known-good vLLM of this Ray release.
+read -r cutoff paired_vllm < <(python3 - "$version" <<'PY'
 import sys, yaml
 releases = yaml.safe_load(open("roles/ray/defaults/main.yml"))["ray_releases"]
 if sys.argv[1] not in releases:
     sys.exit(f"{sys.argv[1]} is not in ray_releases; add it there first")
-print(releases[sys.argv[1]]["lock_cutoff"])
+print(releases[sys.argv[1]]["lock_cutoff"], releases[sys.argv[1]]["vllm"])
 PY
-)"
-out="roles/ray_image/files/locks/ray-${version}.txt"
-echo "ray[default,serve]==${version}" |
-  uv pip compile --quiet --universal --python-version 3.10 --generate-hashes \
-    --exclude-newer "$cutoff" --custom-compile-command "scripts/lock-ray-image.sh ${version}" \
-    - -o "$out"
-echo "wrote $out (packages no newer than $cutoff)"
+)
+
+if [ "$flavour" = cpu ]; then
+  out="roles/ray_image/files/locks/ray-${version}.txt"
+  command="scripts/lock-ray-image.sh ${version}"
+  requirements="ray[default,serve]==${version}"
+  target=(--universal --python-version 3.10)
+else
+  vllm="${vllm:-$paired_vllm}"
+  out="roles/ray_image/files/locks/ray-${version}-vllm-${vllm}.txt"
+  command="scripts/lock-ray-image.sh --flavour vllm --vllm ${vllm} ${version}"
+  # vLLM pinned too: an `llm` extra with only a lower bound (2.52.1:
+  # vllm>=0.11.0) would otherwise pick the newest vLLM before the cut-off.
+  requirements="ray[default,serve,llm]==${version}"$'\n'"vllm==${vllm}"
+  target=(--python-version 3.11 --python-platform x86_64-manylinux_2_31 --only-binary :all:)
+fi
+
+# Resolve from scratch into a temporary file (an existing output file would
+# steer uv towards its old pins), then compare or move it in place.
+tmp="$(mktemp)"
+trap 'rm -f "$tmp"' EXIT
+echo "$requirements" |
+  uv pip compile --quiet "${target[@]}" --generate-hashes \
+    --exclude-newer "$cutoff" --custom-compile-command "$command" \
+    - -o "$tmp"
+
+if [ "$check" = true ]; then
+  if [ ! -f "$out" ]; then
+    echo "$out is missing; create it with: $command" >&2
+    exit 1
+  fi
+  if ! cmp -s "$tmp" "$out"; then
+    echo "$out no longer matches a fresh resolution (packages no newer than $cutoff):" >&2
+    diff -u "$out" "$tmp" | grep -E '^[-+][A-Za-z0-9]' | head -40 >&2 || true
+    echo "Regenerate it with: $command" >&2
+    exit 1
+  fi
+  echo "$out resolves unchanged (packages no newer than $cutoff)"
+else
+  mv "$tmp" "$out"
+  chmod 0644 "$out"
+  echo "wrote $out (packages no newer than $cutoff)"
+fi
