@@ -1,0 +1,232 @@
+"""The vllm image flavour, proven without building its ~10 GB image.
+
+- Its locks still resolve, from scratch, to the committed files, and each
+  holds the Ray/vLLM pair it is named after.
+- The real ray_image role (playbooks/image.yml) builds the flavour for both
+  bases, official and local, on a stub base image: BuildKit parses and runs
+  every instruction and copies the real build context, but the stub's
+  /bin/sh only parses each RUN command (dash -n), so nothing is installed.
+- The official base's constraint merge (vLLM's pins win, the lock fills the
+  gaps) does what it says, run on the real lock.
+- The ray_cluster role's Compose template renders with the vllm image, and
+  `docker compose config` accepts it.
+
+Needs Docker (with buildx) and PyPI; scripts/test.sh vllm starts the engine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCKS = ROOT / "roles/ray_image/files/locks"
+DEFAULTS = yaml.safe_load((ROOT / "roles/ray/defaults/main.yml").read_text())
+RAY = DEFAULTS["ray_version"]
+VLLM = DEFAULTS["ray_releases"][RAY]["vllm"]
+PAIRS = [(ray, release["vllm"]) for ray, release in DEFAULTS["ray_releases"].items()]
+LOCAL = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
+INVENTORY = f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
+# Every image this test makes is named under this repository prefix.
+TEST_REPO = "ray-compose-test"
+STUB = f"{TEST_REPO}/vllm-stub"
+STUB_SH = """#!/bin/dash
+# Stub base for tests: parse the RUN command, run nothing.
+exec /bin/dash -n "$@"
+"""
+
+
+def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def playbook(tmp_path: Path, path: str, *extra: str) -> subprocess.CompletedProcess:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(INVENTORY)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), path,
+           "-e", f"ray_project_dir={tmp_path / 'project'}", "-e", "ray_image_flavour=vllm", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    return out
+
+
+def words(text: str) -> str:
+    """A regex for text whose spaces may have become line breaks in Ansible's output."""
+    return r"\s+".join(map(re.escape, text.split()))
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", path.read_text(), re.M))
+
+
+# --- locks -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ray", "vllm"), PAIRS, ids=[f"ray{r}-vllm{v}" for r, v in PAIRS])
+def test_lock_resolves_unchanged(ray, vllm):
+    lock = LOCKS / f"ray-{ray}-vllm-{vllm}.txt"
+    assert lock.is_file(), f"{lock} is missing: scripts/lock-ray-image.sh --flavour vllm {ray}"
+    pins = lock_pins(lock)
+    assert pins.get("ray") == ray and pins.get("vllm") == vllm, "the lock does not hold its own pair"
+    entries = re.split(r"\n(?=[A-Za-z0-9])", lock.read_text().split("\n", 2)[2])
+    unhashed = [entry.split()[0] for entry in entries if "--hash=sha256:" not in entry]
+    assert not unhashed, f"entries without a hash: {unhashed}"
+    result = sh("scripts/lock-ray-image.sh", "--check", "--flavour", "vllm", "--vllm", vllm, ray, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resolves unchanged" in result.stdout
+
+
+# --- image -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stub_base(tmp_path_factory):
+    """A ~1 MB base made from this host's dash: /bin/sh parses and runs nothing."""
+    assert shutil.which("docker"), "Docker is needed (scripts/test.sh vllm installs and starts it)"
+    rootfs = tmp_path_factory.mktemp("stub") / "rootfs"
+    libraries = re.findall(r"(/\S+) \(0x", sh("ldd", "/bin/dash").stdout)
+    for path in ["/bin/dash", *libraries]:
+        target = rootfs / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(path), target)
+    (rootfs / "bin/sh").write_text(STUB_SH)
+    (rootfs / "bin/sh").chmod(0o755)
+    reference = f"{STUB}:v{VLLM}"
+    subprocess.run(f"tar -C {rootfs} -c . | docker import - {reference}", shell=True, check=True,
+                   capture_output=True, timeout=120)
+    yield reference
+    # Our own images only: the stub and whatever the tests built from it.
+    built = sh("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+               "--filter", f"reference={TEST_REPO}/*").stdout.split()
+    sh("docker", "image", "rm", "-f", *built, reference)
+
+
+def test_stub_base_rejects_bad_shell(stub_base, tmp_path):
+    """The stub check is real: a RUN with a shell syntax error fails the build."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {stub_base}\nRUN if true; then echo missing-fi\n")
+    result = sh("docker", "buildx", "build", "--pull=false", "-t", f"{TEST_REPO}/bad:latest", str(tmp_path))
+    assert result.returncode != 0
+    assert "Syntax error" in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("base", ["official", "local"])
+def test_image_builds_with_the_role(stub_base, tmp_path, base):
+    repository = f"{TEST_REPO}/ray-{base}"
+    image = f"{repository}:{RAY}-vllm{VLLM}"
+    certificates = sh(sys.executable, "-c", "import certifi; print(certifi.where())").stdout.strip()
+    extra = ["-e", f"ray_image_vllm_base={base}", "-e", f"ray_image_repository={repository}",
+             "-e", json.dumps({"ray_image_ca_certificates": [certificates]})]
+    if base == "official":
+        extra += ["-e", f"ray_image_vllm_official_repository={STUB}"]
+    else:
+        extra += ["-e", "ray_image_base_source=debootstrap", "-e", f"ray_image_debootstrap_image={stub_base}"]
+
+    out = ok(playbook(tmp_path, "playbooks/image.yml", *extra))
+    assert re.search(rf"Build the Ray image, a few minutes the first time \({re.escape(image)}\)", out)
+
+    # What the role rendered and copied into the build context.
+    context = tmp_path / "project/build/ray-image"
+    dockerfile = (context / "Dockerfile").read_text()
+    assert f"\nFROM {stub_base}\n" in dockerfile
+    assert (context / "requirements.lock").read_bytes() == (LOCKS / f"ray-{RAY}-vllm-{VLLM}.txt").read_bytes()
+    assert list((context / "ca-certificates").glob("*.crt")), "the CA certificate was not copied"
+    if base == "official":
+        assert f'"ray[default,serve,llm]=={RAY}"' in dockerfile
+        assert "-c /tmp/constraints.txt" in dockerfile and "--require-hashes" not in dockerfile
+        assert "getent passwd 1000" in dockerfile and "\nENTRYPOINT []\n" in dockerfile
+    else:
+        assert "--require-hashes --no-deps -r /tmp/requirements.lock" in dockerfile
+        assert "useradd --uid 1000" in dockerfile
+
+    info = json.loads(sh("docker", "image", "inspect", image).stdout)[0]
+    labels = info["Config"]["Labels"]
+    assert labels["org.ray-compose.flavour"] == "vllm"
+    assert labels["org.ray-compose.vllm-version"] == VLLM
+    assert labels["org.ray-compose.ray-version"] == RAY
+    assert re.fullmatch(r"[0-9a-f]{64}", labels["org.ray-compose.inputs"])
+    assert info["Config"]["User"] == "1000:1000"
+    assert info["Config"]["WorkingDir"] == "/home/ray"
+    assert not info["Config"].get("Entrypoint")
+
+    # Same inputs, same fingerprint: the second run builds nothing.
+    again = ok(playbook(tmp_path, "playbooks/image.yml", *extra))
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\b", again), again[-3000:]
+
+
+def test_official_constraints_keep_vllm_pins(tmp_path):
+    """The official base's constraint merge, run on the real lock: every package
+    the base has keeps its version (vLLM's pins), the lock pins the rest."""
+    template = (ROOT / "roles/ray_image/templates/Dockerfile.j2").read_text().replace("\\\n", "")
+    program = re.search(r"awk '(.*?)'\s+/tmp/base.txt /tmp/requirements.lock", template).group(1)
+    base_pins = {"vllm": VLLM, "torch": "2.9.0+cu128", "PyYAML": "6.0.1", "Numpy": "2.2.0", "zope.interface": "7.0"}
+    base = tmp_path / "base.txt"
+    base.write_text("".join(f"{name}=={version}\n" for name, version in base_pins.items()))
+    lock_file = LOCKS / f"ray-{RAY}-vllm-{VLLM}.txt"
+    result = sh("awk", program, str(base), str(lock_file))
+    assert result.returncode == 0, result.stderr
+    merged = result.stdout.split()
+    pins = dict(line.split("==", 1) for line in merged)
+
+    def key(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    lock = lock_pins(lock_file)
+    assert {"torch", "pyyaml", "numpy"} <= set(lock), "pick base packages that the lock pins too"
+    for name, version in base_pins.items():
+        assert pins[name] == version
+    assert len({key(name) for name in pins}) == len(merged), "a lock pin duplicates one of the base"
+    missing = [name for name in lock if key(name) not in {key(n) for n in base_pins}]
+    assert len(merged) == len(base_pins) + len(missing)
+    assert all(pins[name] == lock[name] for name in missing)
+    assert pins["ray"] == RAY
+
+
+# --- compose -----------------------------------------------------------------
+
+def render_compose(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    secrets = tmp_path / "project/secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "ray_auth_token").write_text("0" * 64)
+    result = playbook(tmp_path, "tests/integration/render-compose.yml", *extra)
+    return result, tmp_path / "project/compose.yaml"
+
+
+def compose_images(compose: Path) -> set[str]:
+    quiet = sh("docker", "compose", "-f", str(compose), "config", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    config = json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)
+    assert {"ray-head", "ray-worker-1"} <= set(config["services"])
+    return {service["image"] for service in config["services"].values()}
+
+
+def test_compose_runs_the_vllm_image(tmp_path):
+    result, compose = render_compose(tmp_path)
+    ok(result)
+    assert compose_images(compose) == {f"ray-compose/ray:{RAY}-vllm{VLLM}"}
+
+
+def test_compose_with_an_insisted_pair_warns(tmp_path):
+    result, compose = render_compose(tmp_path, "-e", "ray_vllm_version=0.28.0", "-e", "ray_vllm_pair_override=true")
+    out = ok(result)
+    assert re.search(words(f"WARNING: ray_vllm_pair_override is set, so going on with Ray {RAY} with vLLM 0.28.0"), out)
+    assert compose_images(compose) == {f"ray-compose/ray:{RAY}-vllm0.28.0"}
+
+
+def test_unknown_pair_stops_without_override(tmp_path):
+    result, compose = render_compose(tmp_path, "-e", "ray_vllm_version=0.28.0")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert re.search(words(f"Ray {RAY} with vLLM 0.28.0 is not a known-good pair"), out), out[-3000:]
+    assert re.search(words("set ray_vllm_pair_override=true"), out)
+    assert not compose.exists()
