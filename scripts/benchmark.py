@@ -11,6 +11,9 @@ Figures:
   2. `docker compose up` to healthy with images cached (goal: <= 60 s).
   3. ray_cluster_health vs the seed's way, a Ray job running a health script
      submitted with `ray job submit --working-dir` (goal: module <= 1 s, >= 10x faster).
+  4. Serve, with the CPU test application echo-cpu: deploy to RUNNING
+     (goal <= 15 s) and an identical re-deploy (goal <= 2 s, no replica
+     restarted), by the ray_serve_app module; serve.yml first run and re-run.
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -79,11 +82,46 @@ def health_job(workdir: str) -> float:
     return seconds
 
 
+def serve_module(config: dict | None, state: str = "present") -> dict:
+    """One ad-hoc ray_serve_app call; its JSON result plus the wall time."""
+    args = {"dashboard_url": DASHBOARD, "token": token(), "name": "echo-cpu", "state": state}
+    if config is not None:
+        args["config"] = config
+    seconds, result = timed([str(BIN / "ansible"), "localhost", "-m", "ray_serve_app", "-a", json.dumps(args), "-o"])
+    if result.returncode:
+        sys.exit(f"ray_serve_app failed: {result.stdout[-3000:]}")
+    answer = json.loads(result.stdout.split("=>", 1)[1])
+    answer["wall"] = seconds
+    return answer
+
+
+def serve_figures() -> None:
+    print("== 4. Serve: the CPU test application echo-cpu")
+    playbook("serve.yml", "-e", "model=echo-cpu", "-e", "ray_serve_state=absent")
+    first, first_changed = playbook("serve.yml", "-e", "model=echo-cpu")
+    again, again_changed = playbook("serve.yml", "-e", "model=echo-cpu")
+    print(f"serve.yml first deploy (checks, code, deploy, wait, smoke test): {first:.1f} s, changed={first_changed}; "
+          f"re-run: {again:.1f} s, changed={again_changed}")
+    config = json.loads(Path(PROJECT, "serve/applications.json").read_text())["echo-cpu"]
+    serve_module(None, state="absent")
+    deploy = serve_module(config)
+    redeploy = serve_module(config)
+    print(f"deploy to RUNNING: {deploy['elapsed']:.2f} s in the module, {deploy['wall']:.2f} s as an ad-hoc call "
+          f"(goal <= 15 s); {deploy['replicas']} replica(s)")
+    print(f"identical re-deploy: {redeploy['elapsed']:.3f} s in the module, {redeploy['wall']:.2f} s as an ad-hoc call, "
+          f"changed={redeploy['changed']}, replicas {'unchanged' if redeploy['replica_ids'] == deploy['replica_ids'] else 'RESTARTED'} "
+          f"(goal <= 2 s, no restart)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=["serve"], help="print only these figures (on a running cluster)")
     opts = parser.parse_args()
+    if opts.only == "serve":
+        serve_figures()
+        return
 
     print("== 1. site.yml first run vs re-run")
     playbook("playbooks/teardown.yml")
@@ -122,6 +160,8 @@ def main() -> None:
     print(f"ray_cluster_health: {inside:.3f} s inside the module, {wall:.2f} s as an ad-hoc ansible call")
     print(f"speed-up: {job / inside:.0f}x on the module's own time, {job / wall:.1f}x including Ansible's start-up "
           "(goal: module <= 1 s, >= 10x)")
+
+    serve_figures()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""Bad input stops serve.yml before anything changes, with a message that
+says what is wrong and how to fix it.
+
+These run the real serve.yml against the live cluster of the default
+inventory (scripts/test.sh's `cluster` stage brings it up first) and read
+Ray's real REST API before and after: every case must stop in the checks,
+with changed=0 and the Serve applications exactly as they were.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN_FILE = Path("/opt/ray-cluster/secrets/ray_auth_token")
+DASHBOARD = "http://127.0.0.1:8265"
+AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 5,
+               "upscale_delay_s": 5, "downscale_delay_s": 30}
+
+
+def serve_state() -> dict:
+    """Deployed configs and running replica ids per application, from Ray."""
+    request = urllib.request.Request(DASHBOARD + "/api/serve/applications/", headers={
+        "Authorization": "Bearer " + TOKEN_FILE.read_text().strip(), "User-Agent": "ray-compose-tests"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        apps = json.load(answer)["applications"]
+    return {name: (app.get("deployed_app_config"),
+                   sorted(r["replica_id"] for d in app["deployments"].values() for r in d["replicas"]))
+            for name, app in apps.items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def live_cluster():
+    try:
+        serve_state()
+    except Exception as exc:  # noqa: BLE001 - any failure means no cluster
+        if os.environ.get("RAY_COMPOSE_LIVE") == "1":
+            pytest.fail(f"the live cluster is not reachable at {DASHBOARD}: {exc}")
+        pytest.skip(f"no live cluster at {DASHBOARD} (run scripts/test.sh cluster)")
+
+
+def run_serve(*extra: str) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    before = serve_state()
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "serve.yml", *extra]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return result, before, serve_state()
+
+
+def assert_stopped_early(run, *messages: str) -> None:
+    result, before, after = run
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    for message in messages:
+        assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
+    assert re.search(r"changed=0\b", out), out[-2000:]
+    assert "Apply the desired state of Serve application" not in out, out[-2000:]
+    assert after == before, f"Serve applications changed:\nbefore {before}\nafter  {after}"
+
+
+def extra(**values) -> tuple[str, str]:
+    return "-e", json.dumps(values)
+
+
+def test_unknown_model():
+    assert_stopped_early(run_serve("-e", "model=NoSuchModel"),
+                         r"Unknown model 'NoSuchModel'\. Known models:\s+echo-cpu, echo-cpu-slow, Qwen3-0\.6B",
+                         r"-e model=NAME")
+
+
+def test_min_replicas_above_max():
+    run = run_serve("-e", "model=echo-cpu", *extra(ray_serve_autoscaling=dict(AUTOSCALING, min_replicas=3)))
+    assert_stopped_early(run, r"min_replicas <= max_replicas", r"min_replicas=3,\s+max_replicas=2")
+
+
+def test_unknown_autoscaling_field_is_refused_by_rays_schema():
+    # Ray's REST API accepts this silently and the setting does nothing.
+    autoscaling = dict(AUTOSCALING, upscale_delay_secs=5)
+    run = run_serve("-e", "model=echo-cpu", *extra(ray_serve_autoscaling=autoscaling))
+    assert_stopped_early(run, r"refuses this Serve config",
+                         r"autoscaling_config\.upscale_delay_secs: unknown field; AutoscalingConfig accepts:.*upscale_delay_s")
+
+
+def test_unknown_deployment_field_is_refused_by_rays_schema():
+    models = {"echo-cpu": {"engine": "app", "import_path": "openai_echo:app_builder",
+                           "code": "tests/serve_apps/openai_echo", "deployment": "OpenAIEcho",
+                           "deployment_options": {"max_ongoing_request": 8}}}
+    run = run_serve("-e", "model=echo-cpu", *extra(ray_serve_models=models))
+    assert_stopped_early(run, r"deployments\[0\]\.max_ongoing_request: unknown field; DeploymentSchema accepts:")
+
+
+def test_vllm_model_on_the_cpu_image():
+    assert_stopped_early(run_serve("-e", "model=Qwen3-0.6B"),
+                         r"needs the vLLM engine, but the cluster runs the\s+'cpu' image",
+                         r"ray_image_flavour: vllm")
+
+
+def test_weights_missing(tmp_path):
+    run = run_serve("-e", "model=Qwen3-0.6B", "-e", "ray_image_flavour=vllm", "-e", f"ray_models_dir={tmp_path}")
+    assert_stopped_early(run, rf"no model at {tmp_path}/Qwen3-0\.6B\s+\(config\.json missing\) on localhost",
+                         rf"huggingface-cli download Qwen/Qwen3-0\.6B\s+--local-dir {tmp_path}/Qwen3-0\.6B")
+
+
+def test_not_enough_gpus(tmp_path):
+    (tmp_path / "Qwen3-0.6B").mkdir()
+    (tmp_path / "Qwen3-0.6B" / "config.json").write_text("{}")
+    run = run_serve("-e", "model=Qwen3-0.6B", "-e", "ray_image_flavour=vllm", "-e", f"ray_models_dir={tmp_path}",
+                    "-e", "ray_serve_route_prefix=/qwen")
+    assert_stopped_early(run, r"needs 2 GPU\(s\)\s+\(2 replicas x 1\)", r"has 0\.0 alive", r"Lower\s+max_replicas")
+
+
+def test_route_taken_by_another_application(tmp_path):
+    # echo-cpu (deployed by the cluster stage) already serves /.
+    (tmp_path / "Qwen3-0.6B").mkdir()
+    (tmp_path / "Qwen3-0.6B" / "config.json").write_text("{}")
+    run = run_serve("-e", "model=Qwen3-0.6B", "-e", "ray_image_flavour=vllm", "-e", f"ray_models_dir={tmp_path}")
+    assert_stopped_early(run, r"route_prefix / is already\s+used by echo-cpu", r"Give this entry its own\s+route_prefix")
+
+
+def test_cluster_not_reachable():
+    run = run_serve("-e", "model=echo-cpu", "-e", "ray_dashboard_port=1")
+    assert_stopped_early(run, r"at http://127\.0\.0\.1:1 is not ready for\s+serving", r"ansible-playbook site\.yml")
+
+
+def test_bad_state():
+    assert_stopped_early(run_serve("-e", "model=echo-cpu", "-e", "ray_serve_state=gone"),
+                         r"value of ray_serve_state must be one of: present, absent, got: gone")
