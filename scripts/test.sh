@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, unit tests, bad input, the vllm flavour, Molecule end to end.
+# The whole test suite: lint, unit tests, bad input, the vllm flavour, a live
+# cluster on this host, Molecule end to end.
 #   scripts/test.sh            everything
-#   scripts/test.sh lint|unit|preflight|vllm|molecule ...
+#   scripts/test.sh lint|unit|preflight|vllm|cluster|molecule ...
 # Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
 # host, as root: Python venv, Docker engine (through the docker_engine role),
 # the locally built Molecule platform image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm molecule); fi
+if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm cluster molecule); fi
 source scripts/lib/bootstrap.sh
 
 run_lint() {
@@ -26,7 +27,7 @@ run_unit() {
 
 run_preflight() {
   echo "== preflight (bad input stops site.yml before any change)"
-  python -m pytest -q tests/integration --ignore=tests/integration/test_vllm_flavour.py
+  python -m pytest -q tests/integration/test_bad_input.py
 }
 
 run_vllm() {
@@ -34,6 +35,16 @@ run_vllm() {
   # The CI host's own engine, installed and started by our own role.
   ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
   python -m pytest -q tests/integration/test_vllm_flavour.py
+}
+
+run_cluster() {
+  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml)"
+  trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true' EXIT
+  ansible-playbook site.yml
+  ansible-playbook serve.yml -e model=echo-cpu
+  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py
+  ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
+  trap - EXIT
 }
 
 run_molecule() {

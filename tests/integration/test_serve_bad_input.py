@@ -103,6 +103,12 @@ def test_vllm_model_on_the_cpu_image():
                          r"ray_image_flavour: vllm")
 
 
+def test_refused_ray_vllm_pair():
+    run = run_serve("-e", "model=Qwen3-0.6B", "-e", "ray_image_flavour=vllm",
+                    "-e", "ray_version=2.52.1", "-e", "ray_vllm_version=0.11.2")
+    assert_stopped_early(run, r"ray issue #58960", r"ray_vllm_pair_override")
+
+
 def test_weights_missing(tmp_path):
     run = run_serve("-e", "model=Qwen3-0.6B", "-e", "ray_image_flavour=vllm", "-e", f"ray_models_dir={tmp_path}")
     assert_stopped_early(run, rf"no model at {tmp_path}/Qwen3-0\.6B\s+\(config\.json missing\) on localhost",
