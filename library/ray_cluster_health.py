@@ -15,25 +15,8 @@ description:
     node really executes work, not just that it is registered.
   - Read-only; never reports a change and works in check mode.
 author: ray-compose contributors
+extends_documentation_fragment: [ray_dashboard]
 options:
-  dashboard_url:
-    description: Base URL of the Ray dashboard (head node, port 8265).
-    type: str
-    default: http://127.0.0.1:8265
-  token:
-    description:
-      - "Ray auth token, sent as C(Authorization: Bearer <token>). Needed when the cluster runs with C(RAY_AUTH_MODE=token)."
-      - Surrounding whitespace (e.g. the newline of a token file) is removed.
-      - Falls back to the E(RAY_AUTH_TOKEN) environment variable of the managed host.
-    type: str
-  validate_certs:
-    description: Verify the TLS certificate when O(dashboard_url) uses https.
-    type: bool
-    default: true
-  request_timeout:
-    description: Timeout in seconds of each single HTTP request.
-    type: float
-    default: 10
   min_nodes:
     description: Minimum number of alive nodes (head included).
     type: int

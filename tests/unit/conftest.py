@@ -100,26 +100,34 @@ class FakeTime:
         self.now += seconds
 
 
-@pytest.fixture
-def fake_time(monkeypatch):
-    import ray_cluster_health
+def install_fake_time(monkeypatch, module):
     clock = FakeTime()
-    monkeypatch.setattr(ray_cluster_health, 'time', clock)
+    monkeypatch.setattr(module, 'time', clock)
     return clock
 
 
-@pytest.fixture
-def run_module(capsys, monkeypatch):
-    """Run ray_cluster_health.main() with the given args; return its JSON result plus `rc` (exit code)."""
-    import ray_cluster_health
-
+def module_runner(module, capsys, monkeypatch):
+    """A function running module.main() with the given args; it returns the JSON result plus `rc` (exit code)."""
     def run(args):
         # AnsibleModule keeps warnings in process-wide storage; a real module run is a fresh process.
         monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
         monkeypatch.setattr(ansible_warnings, '_global_deprecations', {})
         with patch_module_args(args), pytest.raises(SystemExit) as exc:
-            ray_cluster_health.main()
+            module.main()
         result = json.loads(capsys.readouterr().out)
         result['rc'] = exc.value.code
         return result
     return run
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    import ray_cluster_health
+    return install_fake_time(monkeypatch, ray_cluster_health)
+
+
+@pytest.fixture
+def run_module(capsys, monkeypatch):
+    """Run ray_cluster_health.main() with the given args."""
+    import ray_cluster_health
+    return module_runner(ray_cluster_health, capsys, monkeypatch)

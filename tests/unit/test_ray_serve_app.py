@@ -9,7 +9,6 @@ import os
 import urllib.error
 
 import pytest
-from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.ray_dashboard import (
     RayDashboardClient,
     RayDashboardError,
@@ -18,8 +17,7 @@ from ansible.module_utils.ray_dashboard import (
     same_serve_app,
     serve_put_body,
 )
-from ansible.module_utils.testing import patch_module_args
-from conftest import FIXTURES, FakeTime, http_error, load_fixture
+from conftest import FIXTURES, http_error, install_fake_time, load_fixture, module_runner
 
 URL = 'http://10.0.0.10:8265'
 TOKEN = 'deadbeef' * 8
@@ -68,25 +66,17 @@ def derived(answer, app, status=None, config=None, **fields):
 @pytest.fixture
 def clock(monkeypatch):
     import ray_serve_app
-    fake = FakeTime()
-    monkeypatch.setattr(ray_serve_app, 'time', fake)
-    return fake
+    return install_fake_time(monkeypatch, ray_serve_app)
 
 
 @pytest.fixture
 def run(capsys, monkeypatch, clock):
     """Run ray_serve_app.main() with the given args; return its JSON result plus `rc`."""
     import ray_serve_app
+    run_module = module_runner(ray_serve_app, capsys, monkeypatch)
 
     def run_(**kw):
-        args = dict(dashboard_url=URL, token=TOKEN, name='echo', interval=2)
-        args.update(kw)
-        monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
-        monkeypatch.setattr(ansible_warnings, '_global_deprecations', {})
-        with patch_module_args(args), pytest.raises(SystemExit) as exc:
-            ray_serve_app.main()
-        result = json.loads(capsys.readouterr().out)
-        result['rc'] = exc.value.code
+        result = run_module(dict(dict(dashboard_url=URL, token=TOKEN, name='echo', interval=2), **kw))
         assert TOKEN not in json.dumps(result)  # whatever happened
         return result
     return run_
