@@ -85,7 +85,7 @@ def test_unknown_autoscaling_field_is_refused_by_rays_schema():
     # Ray's REST API accepts this silently and the setting does nothing.
     autoscaling = dict(AUTOSCALING, upscale_delay_secs=5)
     run = run_serve("-e", "model=echo-cpu", *extra(ray_serve_autoscaling=autoscaling))
-    assert_stopped_early(run, r"refuses this Serve config",
+    assert_stopped_early(run, r"the pinned Ray 2\.60\.0 refuse this Serve config",
                          r"autoscaling_config\.upscale_delay_secs: unknown field; AutoscalingConfig accepts:.*upscale_delay_s")
 
 

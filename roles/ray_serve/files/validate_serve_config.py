@@ -3,8 +3,8 @@
 Runs inside a Ray container: python3 validate_serve_config.py '<json>'.
 Ray's pydantic models ignore unknown fields (a misspelt `upscale_delay_secs`
 is accepted and silently does nothing), so after Ray's own validation every
-key is also checked against the model's fields. Prints one JSON line:
-{"ok": bool, "errors": [str, ...]}.
+key is also checked against the model's fields. Prints one JSON line, last
+(vLLM logs to stdout while it imports): {"ok": bool, "errors": [str, ...]}.
 """
 
 import json
@@ -61,6 +61,16 @@ def unknown_keys(model, data, path, errors):
             unknown_keys(targets[0], item, label, errors)
 
 
+def vllm_engine_fields():
+    """Names vLLM's engine accepts as engine_kwargs, or None where vLLM is not installed."""
+    try:
+        import dataclasses
+        from vllm.engine.arg_utils import AsyncEngineArgs
+    except ImportError:
+        return None
+    return {field.name for field in dataclasses.fields(AsyncEngineArgs)}
+
+
 def llm_checks(app, path, errors):
     """Check ray.serve.llm apps' autoscaling blocks, and LLMConfig where importable."""
     if not str(app.get("import_path", "")).startswith("ray.serve.llm:"):
@@ -77,7 +87,14 @@ def llm_checks(app, path, errors):
                 LLMConfig.model_validate(config)
             except ValidationError as err:
                 errors.append(f"{where}: {plain(err)}")
-            unknown_keys(LLMConfig, config, where, errors)
+            if LLMConfig.model_config.get("extra") != "forbid":
+                unknown_keys(LLMConfig, config, where, errors)
+        engine_fields = vllm_engine_fields()
+        kwargs = (config or {}).get("engine_kwargs") or {}
+        if engine_fields and isinstance(kwargs, dict):
+            for key in sorted(set(kwargs) - engine_fields):
+                errors.append(f"{where}.engine_kwargs.{key}: not an argument of vLLM's engine "
+                              "(vllm.engine.arg_utils.AsyncEngineArgs)")
         autoscaling = ((config or {}).get("deployment_config") or {}).get("autoscaling_config")
         if isinstance(autoscaling, dict):
             try:
