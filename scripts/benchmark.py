@@ -14,6 +14,9 @@ Figures:
   4. Serve, with the CPU test application echo-cpu: deploy to RUNNING
      (goal <= 15 s) and an identical re-deploy (goal <= 2 s, no replica
      restarted), by the ray_serve_app module; serve.yml first run and re-run.
+  5. Autoscaling under a 60 s Locust load on echo-cpu-slow (loadtest.yml):
+     load start to the second replica RUNNING (goal <= upscale delay + 10 s)
+     and load end to back at one replica (goal <= downscale delay + 15 s).
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -113,14 +116,31 @@ def serve_figures() -> None:
           f"(goal <= 2 s, no restart)")
 
 
+def loadtest_figures() -> None:
+    print("== 5. Autoscaling under load: echo-cpu-slow, 20 users, 60 s (loadtest.yml)")
+    playbook("serve.yml", "-e", "model=echo-cpu-slow")
+    with tempfile.TemporaryDirectory() as reports:
+        seconds, _ = playbook("loadtest.yml", "-e", "model=echo-cpu-slow", "-e", "ray_loadtest_run_time=60",
+                              "-e", f"ray_loadtest_report_root={reports}")
+        verdict = json.loads(next(Path(reports).glob("*/verdict.json")).read_text())
+    reaction, goals = verdict["reaction"], verdict.get("goals", {})
+    print(f"loadtest.yml took {seconds:.0f} s; verdict {'PASS' if verdict['ok'] else 'FAIL'}; "
+          f"{verdict['requests']} requests, {verdict['failures']} failed")
+    print(f"load start to scale-up decided: {reaction['load_start_to_scale_decided_s']} s; "
+          f"to the second replica RUNNING: {reaction['load_start_to_replica_running_s']} s "
+          f"(goal <= {goals.get('upscale_s')} s)")
+    print(f"load end to back at one replica: {reaction['load_end_to_back_at_min_s']} s "
+          f"(goal <= {goals.get('downscale_s')} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["serve"], help="print only these figures (on a running cluster)")
+    parser.add_argument("--only", choices=["serve", "loadtest"], help="print only these figures (on a running cluster)")
     opts = parser.parse_args()
-    if opts.only == "serve":
-        serve_figures()
+    if opts.only:
+        {"serve": serve_figures, "loadtest": loadtest_figures}[opts.only]()
         return
 
     print("== 1. site.yml first run vs re-run")
@@ -162,6 +182,7 @@ def main() -> None:
           "(goal: module <= 1 s, >= 10x)")
 
     serve_figures()
+    loadtest_figures()
 
 
 if __name__ == "__main__":

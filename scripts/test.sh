@@ -38,11 +38,13 @@ run_vllm() {
 }
 
 run_cluster() {
-  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml)"
+  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml)"
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true' EXIT
   ansible-playbook site.yml
   ansible-playbook serve.yml -e model=echo-cpu
-  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py
+  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py
+  # The load generator's lock still resolves as committed.
+  scripts/lock-locust.sh --check
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   trap - EXIT
 }

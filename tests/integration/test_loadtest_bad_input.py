@@ -1,0 +1,60 @@
+"""Bad input stops loadtest.yml before any load is sent, with a message
+that says what is wrong and how to fix it.
+
+Runs the real loadtest.yml against the live cluster of the default
+inventory (scripts/test.sh's `cluster` stage deploys echo-cpu on it).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_loadtest(*extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "loadtest.yml", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_no_load(result: subprocess.CompletedProcess, *messages: str) -> None:
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    for message in messages:
+        assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
+    assert re.search(r"changed=0\b", out), out[-2000:]
+    assert "Start Locust" not in out, out[-2000:]
+    assert subprocess.run(["pgrep", "-f", "locust"], capture_output=True).returncode == 1, "a locust process runs"
+
+
+def test_application_missing():
+    assert_no_load(run_loadtest("-e", "model=no-such-app"),
+                   r"There is no Serve application no-such-app\. Applications:\s+echo-cpu RUNNING",
+                   r"serve\.yml -e model=no-such-app")
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("ray_loadtest_users", "0"), ("ray_loadtest_users", "twenty"), ("ray_loadtest_users", "2.5"),
+    ("ray_loadtest_spawn_rate", "-1"), ("ray_loadtest_run_time", "0"),
+])
+def test_locust_setting_not_positive(setting, value):
+    assert_no_load(run_loadtest("-e", "model=echo-cpu", "-e", f"{setting}={value}"),
+                   rf"{setting} is '{re.escape(value)}'", r"must be positive whole\s+numbers")
+
+
+@pytest.mark.parametrize("root, why", [
+    ("/dev/null/reports", "its parent is missing or not writable"),
+    ("/dev/null", "not a writable directory"),
+])
+def test_report_directory_not_writable(root, why):
+    assert_no_load(run_loadtest("-e", "model=echo-cpu", "-e", f"ray_loadtest_report_root={root}"),
+                   rf"The report directory {root} cannot be written on the\s+controller \({why}\)")
