@@ -6,6 +6,7 @@ inventory (scripts/test.sh's `cluster` stage deploys echo-cpu on it).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -40,6 +41,27 @@ def test_application_missing():
     assert_no_load(run_loadtest("-e", "model=no-such-app"),
                    r"There is no Serve application no-such-app\. Applications:\s+echo-cpu RUNNING",
                    r"serve\.yml -e model=no-such-app")
+
+
+@pytest.fixture
+def failed_app():
+    """A real DEPLOY_FAILED application next to echo-cpu, put through the module and removed afterwards."""
+    token = Path("/opt/ray-cluster/secrets/ray_auth_token").read_text().strip()
+
+    def module(**args):
+        args = dict(dashboard_url="http://127.0.0.1:8265", token=token, name="broken", **args)
+        return subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-m", "ray_serve_app",
+                               "-a", json.dumps(args)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    result = module(config={"route_prefix": "/broken", "import_path": "no_such_module:app"}, wait_timeout=60)
+    assert "DEPLOY_FAILED" in result.stdout, result.stdout[-2000:]
+    yield "broken"
+    module(state="absent")
+
+
+def test_application_not_running(failed_app):
+    assert_no_load(run_loadtest("-e", f"model={failed_app}"),
+                   r"Serve application broken is DEPLOY_FAILED, not RUNNING\. Applications:.*broken DEPLOY_FAILED")
 
 
 @pytest.mark.parametrize("setting, value", [
