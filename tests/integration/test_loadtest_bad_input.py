@@ -7,7 +7,6 @@ inventory (scripts/test.sh's `cluster` stage deploys echo-cpu on it).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,25 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from playbook_run import ROOT, assert_failed_before, run_playbook
 from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_loadtest(*extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "loadtest.yml", *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return run_playbook("loadtest.yml", *extra)
 
 
 def assert_no_load(result: subprocess.CompletedProcess, *messages: str) -> None:
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out[-3000:]
-    for message in messages:
-        assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
-    assert re.search(r"changed=0\b", out), out[-2000:]
-    assert "Start Locust" not in out, out[-2000:]
+    assert_failed_before(result, "Start Locust", *messages)
     assert subprocess.run(["pgrep", "-f", "locust"], capture_output=True).returncode == 1, "a locust process runs"
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from playbook_run import assert_failed_before, run_playbook
+
 TOKEN_FILE = Path("/opt/ray-cluster/secrets/ray_auth_token")
 DASHBOARD = "http://127.0.0.1:8265"
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 5,
@@ -47,22 +46,14 @@ def live_cluster():
 
 
 def run_serve(*extra: str) -> tuple[subprocess.CompletedProcess, dict, dict]:
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     before = serve_state()
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "serve.yml", *extra]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = run_playbook("serve.yml", *extra)
     return result, before, serve_state()
 
 
 def assert_stopped_early(run, *messages: str) -> None:
     result, before, after = run
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out[-3000:]
-    for message in messages:
-        assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
-    assert re.search(r"changed=0\b", out), out[-2000:]
-    assert "Apply the desired state of Serve application" not in out, out[-2000:]
+    assert_failed_before(result, "Apply the desired state of Serve application", *messages)
     assert after == before, f"Serve applications changed:\nbefore {before}\nafter  {after}"
 
 
