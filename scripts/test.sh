@@ -42,7 +42,8 @@ run_cluster() {
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true' EXIT
   ansible-playbook site.yml
   ansible-playbook serve.yml -e model=echo-cpu
-  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py
+  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
+    tests/integration/test_loadtest_interrupt.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true

@@ -356,6 +356,61 @@ def test_stop_kills_orphaned_locust_group(tmp_path, procs):
     assert wait_exit(locust, 5)
 
 
+def _run_dir(runs, name, pid=None, heartbeat_age=None, pgid=None):
+    d = runs / name
+    d.mkdir(parents=True)
+    if pid is not None:
+        (d / 'driver.pid').write_text(f'{pid}\n')
+    if pgid is not None:
+        (d / 'locust.pgid').write_text(f'{pgid}\n')
+    if heartbeat_age is not None:
+        hb = d / 'heartbeat'
+        hb.write_text('')
+        t = time.time() - heartbeat_age
+        os.utime(hb, (t, t))
+    return d
+
+
+def test_sweep_no_runs_directory(tmp_path):
+    out = run_cli('sweep', '--runs', str(tmp_path / 'missing'), '--heartbeat-timeout', '20')
+    assert out == {'busy': [], 'stopped': [], 'removed': []}
+
+
+def test_sweep_removes_finished_and_stops_stale_runs(tmp_path, procs):
+    runs = tmp_path / 'runs'
+    _run_dir(runs, 'finished', pid=999999999, heartbeat_age=5)
+    stale_driver = procs('sleep', '300')
+    locust = procs('sleep', '300', start_new_session=True)
+    _run_dir(runs, 'interrupted', pid=stale_driver.pid, heartbeat_age=120, pgid=locust.pid)
+    out = run_cli('sweep', '--runs', str(runs), '--heartbeat-timeout', '20')
+    assert out['busy'] == []
+    assert out['stopped'] == ['interrupted']
+    assert out['removed'] == ['finished', 'interrupted']
+    assert wait_exit(stale_driver, 5) and wait_exit(locust, 5)
+    assert list(runs.iterdir()) == []
+
+
+def test_sweep_reports_a_live_run_and_touches_nothing(tmp_path, procs):
+    runs = tmp_path / 'runs'
+    live = procs('sleep', '300')
+    _run_dir(runs, 'live', pid=live.pid, heartbeat_age=3)
+    stale = _run_dir(runs, 'old', pid=999999999, heartbeat_age=900)
+    out = run_cli('sweep', '--runs', str(runs), '--heartbeat-timeout', '20')
+    assert [b['run'] for b in out['busy']] == ['live']
+    assert 0 <= out['busy'][0]['heartbeat_age_s'] < 20
+    assert out['stale'] == ['old'] and out['removed'] == [] and out['stopped'] == []
+    assert live.poll() is None and stale.exists()
+
+
+def test_sweep_dry_run_changes_nothing(tmp_path, procs):
+    runs = tmp_path / 'runs'
+    stale_driver = procs('sleep', '300')
+    d = _run_dir(runs, 'interrupted', pid=stale_driver.pid, heartbeat_age=120)
+    out = run_cli('sweep', '--runs', str(runs), '--heartbeat-timeout', '20', '--dry-run')
+    assert out == {'busy': [], 'stale': ['interrupted'], 'stopped': [], 'removed': []}
+    assert stale_driver.poll() is None and d.exists()
+
+
 # ------------------------------------------------- run, with stand-ins
 
 FAKE_LOCUST = textwrap.dedent('''\

@@ -8,6 +8,7 @@ installed (locust itself is started as a subprocess). Standard library only.
         runs and until the app is back at min_replicas, write the records
   poll  keep the run alive (heartbeat) and print its progress as one JSON line
   stop  stop a run (the driver, then any locust it left)
+  sweep before a new run: report live runs, stop and remove stale ones
 
 Files in --out DIR:
   driver.pid       the driver's pid (written first)
@@ -22,13 +23,14 @@ Files in --out DIR:
 
 Exit codes of `run`: 0 the run completed (whether or not the app scaled:
 judging is the caller's job), 1 aborted (dead-man switch, signal, error),
-3 locust failed to start. `poll` and `stop` exit 0.
+3 locust failed to start. `poll`, `stop` and `sweep` exit 0.
 """
 
 import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -663,8 +665,9 @@ def cmd_poll(args):
     return 0
 
 
-def cmd_stop(args):
-    out = args.out
+def stop_run(out, timeout=STOP_DRIVER_WAIT_S):
+    """Stop the run in `out`: SIGTERM the driver (SIGKILL after `timeout` s),
+    then SIGKILL any locust it left. True if anything was running."""
     pid_path = os.path.join(out, "driver.pid")
     pgid_path = os.path.join(out, "locust.pgid")
     pid, pid_at = read_int(pid_path), mtime(pid_path)
@@ -675,7 +678,7 @@ def cmd_stop(args):
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and is_alive(pid, pid_at):
             time.sleep(0.1)
         if is_alive(pid, pid_at):
@@ -690,7 +693,50 @@ def cmd_stop(args):
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and group_members(pgid, mtime(pgid_path)):
             time.sleep(0.1)
-    print(json.dumps({"stopped": stopped}))
+    return stopped
+
+
+def cmd_stop(args):
+    print(json.dumps({"stopped": stop_run(args.out, args.timeout)}))
+    return 0
+
+
+def run_is_live(out, heartbeat_timeout, now=None):
+    """(live, heartbeat age): the driver runs and was polled within heartbeat_timeout s."""
+    pid_path = os.path.join(out, "driver.pid")
+    pid = read_int(pid_path)
+    alive = bool(pid) and is_alive(pid, mtime(pid_path))
+    beat = mtime(os.path.join(out, "heartbeat")) or mtime(pid_path)
+    age = None if beat is None else max(0.0, (now or time.time()) - beat)
+    return alive and age is not None and age <= heartbeat_timeout, age
+
+
+def cmd_sweep(args):
+    """Find the runs under --runs: a live one (its driver runs and its play
+    still polls) makes the host busy; the others were left by interrupted or
+    finished plays and are stopped and removed (unless --dry-run)."""
+    doc = {"busy": [], "stopped": [], "removed": []}
+    try:
+        names = sorted(os.listdir(args.runs))
+    except FileNotFoundError:
+        names = []
+    runs = [n for n in names if os.path.isdir(os.path.join(args.runs, n))]
+    for name in runs:
+        live, age = run_is_live(os.path.join(args.runs, name), args.heartbeat_timeout)
+        if live:
+            doc["busy"].append({"run": name, "dir": os.path.join(args.runs, name),
+                                "heartbeat_age_s": round(age, 1)})
+    if doc["busy"] or args.dry_run:
+        doc["stale"] = [n for n in runs if n not in {b["run"] for b in doc["busy"]}]
+        print(json.dumps(doc, sort_keys=True))
+        return 0
+    for name in runs:
+        out = os.path.join(args.runs, name)
+        if stop_run(out):
+            doc["stopped"].append(name)
+        shutil.rmtree(out, ignore_errors=True)
+        doc["removed"].append(name)
+    print(json.dumps(doc, sort_keys=True))
     return 0
 
 
@@ -729,6 +775,12 @@ def build_parser():
     s.add_argument("--out", required=True)
     s.add_argument("--timeout", type=float, default=STOP_DRIVER_WAIT_S,
                    help="seconds to wait for the driver after SIGTERM")
+
+    w = sub.add_parser("sweep", help="report live runs; stop and remove stale ones")
+    w.add_argument("--runs", required=True, help="the directory holding one directory per run")
+    w.add_argument("--heartbeat-timeout", type=float, required=True,
+                   help="seconds; a run polled more recently than this is live")
+    w.add_argument("--dry-run", action="store_true", help="report only")
     return p
 
 
@@ -738,6 +790,8 @@ def main(argv=None):
         return cmd_poll(args)
     if args.cmd == "stop":
         return cmd_stop(args)
+    if args.cmd == "sweep":
+        return cmd_sweep(args)
     if args.interval <= 0:
         build_parser().error("--interval must be > 0")
     # locust runs with its cwd in --out: relative paths must not change meaning.
