@@ -129,6 +129,11 @@ workers:
     uuids: {description: GPU UUIDs (Compose device_ids)., type: list, elements: str}
     names: {description: GPU names., type: list, elements: str}
   sample: [{gpus: [0], uuids: [GPU-aaaa], names: [NVIDIA H100 80GB HBM3]}, {gpus: [2], uuids: [GPU-cccc], names: [NVIDIA H100 80GB HBM3]}]
+mode:
+  description: How O(gpus) was read - V(auto), V(list) (ids), V(groups) (one list per worker) or V(none).
+  returned: always
+  type: str
+  sample: list
 lost:
   description: PCI bus ids of GPUs nvidia-smi could not reach (they are in no other list).
   returned: always
@@ -206,6 +211,7 @@ def main():
         mode, _value = normalize_request(p['gpus'])
     except GpuError as e:
         module.fail_json(msg=str(e), **result)
+    result['mode'] = mode
     required = p['required'] or mode in ('list', 'groups')
     asked = 'ray_gpus is %s' % (p['gpus'] if isinstance(p['gpus'], str) else list(p['gpus']))
 

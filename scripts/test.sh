@@ -2,13 +2,13 @@
 # The whole test suite: lint, unit tests, bad input, the vllm flavour, a live
 # cluster on this host, Molecule end to end.
 #   scripts/test.sh            everything
-#   scripts/test.sh lint|unit|preflight|vllm|cluster|molecule ...
+#   scripts/test.sh lint|unit|preflight|vllm|gpu|cluster|molecule ...
 # Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
 # host, as root: Python venv, Docker engine (through the docker_engine role),
 # the locally built Molecule platform image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm cluster molecule); fi
+if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm gpu cluster molecule); fi
 source scripts/lib/bootstrap.sh
 
 run_lint() {
@@ -35,6 +35,12 @@ run_vllm() {
   # The CI host's own engine, installed and started by our own role.
   ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
   python -m pytest -q tests/integration/test_vllm_flavour.py
+}
+
+run_gpu() {
+  echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate)"
+  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  python -m pytest -q tests/integration/test_gpu_placement.py
 }
 
 run_cluster() {

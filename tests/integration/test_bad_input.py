@@ -110,3 +110,34 @@ def test_unknown_ray_vllm_pair(tmp_path):
 def test_unknown_image_flavour(tmp_path):
     result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_flavour=gpu")
     assert_stopped_early(result, r"ray_image_flavour", r"cpu, vllm")
+
+
+# --- GPUs: a stand-in nvidia-smi prints the reference host's answers (three GPUs).
+
+def fake_nvidia_smi(tmp_path: Path) -> str:
+    smi = tmp_path / "nvidia-smi"
+    fixture = ROOT / "tests/unit/fixtures/nvidia-smi/reference-3gpu-query-gpu.txt"
+    smi.write_text(f"#!/bin/sh\ncase \"$1\" in --query-gpu=*) cat {fixture};; esac\n")
+    smi.chmod(0o755)
+    return str(smi)
+
+
+def test_gpu_not_on_the_host(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", f"ray_gpu_nvidia_smi={fake_nvidia_smi(tmp_path)}",
+                      "-e", '{"ray_gpus": [0, 5]}')
+    assert_stopped_early(result, r"ray_gpus asks for GPU 5 on localhost, which it does not have; its GPUs are 0, 1, 2")
+
+
+@pytest.mark.parametrize("gpus", ["[0, 0]", "[[0, 2], [2]]"])
+def test_same_gpu_for_two_workers(tmp_path, gpus):
+    result = run_site(tmp_path, ONE_HOST, "-e", f"ray_gpu_nvidia_smi={fake_nvidia_smi(tmp_path)}",
+                      "-e", f'{{"ray_gpus": {gpus}}}')
+    assert_stopped_early(result, r"ray_gpus gives GPU (0|2) to more than one worker on localhost",
+                         r"each GPU may serve one worker only")
+
+
+def test_gpus_asked_for_without_a_driver(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", f"ray_gpu_nvidia_smi={tmp_path / 'no-nvidia-smi'}",
+                      "-e", '{"ray_gpus": [0, 2]}')
+    assert_stopped_early(result, r"GPUs were asked for \(ray_gpus is \[0, 2\]\) but this host has no working NVIDIA driver",
+                         r"Install the NVIDIA driver", r"ray_gpus: \[\] for CPU workers")

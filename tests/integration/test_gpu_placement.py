@@ -1,0 +1,121 @@
+"""GPU workers in the Compose file, from nvidia-smi answers recorded on a real
+GPU or written in its format for the reference host (tests/unit/fixtures/nvidia-smi/).
+
+A stand-in nvidia-smi prints those answers; the ray_cluster role discovers,
+chooses and places the GPUs and renders its real template, which
+`docker compose config` must accept. Nothing starts. What needs a GPU host is
+in the README ("GPU hosts").
+"""
+from __future__ import annotations
+
+import json
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from playbook_run import ROOT
+from test_vllm_flavour import playbook, sh, words
+
+SMI = ROOT / "tests/unit/fixtures/nvidia-smi"
+UUIDS = ["GPU-0b1e6a2c-3f4d-4e5a-9b6c-7d8e9f0a1b2c", "GPU-1c2f7b3d-4a5e-4f6b-8c7d-8e9f0a1b2c3d",
+         "GPU-2d3a8c4e-5b6f-4a7c-9d8e-9f0a1b2c3d4e"]
+
+
+def fake_nvidia_smi(tmp_path: Path, gpus: str | None, apps: str | None = None) -> Path:
+    script = tmp_path / "nvidia-smi"
+    gpu_cmd = f"cat {SMI / gpus}" if gpus else "echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'; exit 9"
+    apps_cmd = f"cat {SMI / apps}" if apps else "true"
+    script.write_text(f"#!/bin/sh\ncase \"$1\" in\n  --query-gpu=*) {gpu_cmd};;\n"
+                      f"  --query-compute-apps=*) {apps_cmd};;\n  *) exit 9;;\nesac\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def render(tmp_path: Path, gpus_file: str | None, *extra: str, apps: str | None = None):
+    secrets = tmp_path / "project/secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "ray_auth_token").write_text("0" * 64)
+    smi = fake_nvidia_smi(tmp_path, gpus_file, apps)
+    result = playbook(tmp_path, "tests/integration/render-compose.yml", "-e", f"ray_gpu_nvidia_smi={smi}", *extra)
+    return result, tmp_path / "project/compose.yaml"
+
+
+def config(compose: Path) -> dict:
+    quiet = sh("docker", "compose", "-f", str(compose), "config", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    return json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)
+
+
+def gpu_layout(cfg: dict) -> dict:
+    """service -> (device UUIDs reserved, --num-gpus)."""
+    out = {}
+    for name, svc in cfg["services"].items():
+        devices = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+        uuids = [u for d in devices if d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", [])
+                 for u in d.get("device_ids", [])]
+        num = [int(a.split("=", 1)[1]) for a in svc["command"] if a.startswith("--num-gpus=")]
+        out[name] = (uuids, num[0])
+    return out
+
+
+def ok(result) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    return out
+
+
+def test_reference_host_gpus_0_and_2(tmp_path):
+    result, compose = render(tmp_path, "reference-3gpu-query-gpu.txt", "-e", '{"ray_gpus": [0, 2]}')
+    out = ok(result)
+    assert re.search(words("2 of 3 GPUs chosen on localhost (0, 2); left out GPU 1: not in ray_gpus"), out), out[-3000:]
+    cfg = config(compose)
+    assert gpu_layout(cfg) == {"ray-head": ([], 0), "ray-worker-1": ([UUIDS[0]], 1), "ray-worker-2": ([UUIDS[2]], 1)}
+    text = compose.read_text()
+    assert "# GPU 0: NVIDIA H100 80GB HBM3" in text and "# GPU 2: NVIDIA H100 80GB HBM3" in text
+    # GPU workers keep the models (read-only), their shm size and the cluster's image.
+    for worker in ("ray-worker-1", "ray-worker-2"):
+        svc = cfg["services"][worker]
+        models = [v for v in svc["volumes"] if v["target"] == "/Models/Pretrained_Models"]
+        assert models and models[0]["read_only"], svc["volumes"]
+        assert svc["shm_size"] and svc["image"] == cfg["services"]["ray-head"]["image"]
+
+
+def test_auto_leaves_out_the_faulty_gpu(tmp_path):
+    result, compose = render(tmp_path, "reference-3gpu-faulty-query-gpu.txt")
+    out = ok(result)
+    assert re.search(words("2 of 3 GPUs chosen on localhost (0, 2); left out GPU 1: nvidia-smi reports a fault"), out)
+    assert gpu_layout(config(compose)) == {"ray-head": ([], 0), "ray-worker-1": ([UUIDS[0]], 1),
+                                           "ray-worker-2": ([UUIDS[2]], 1)}
+
+
+def test_auto_leaves_out_the_busy_gpu(tmp_path):
+    result, compose = render(tmp_path, "reference-3gpu-query-gpu.txt",
+                             apps="reference-3gpu-busy-query-compute-apps.txt")
+    out = ok(result)
+    assert re.search(words("left out GPU 1: busy: 1 other process(es) (pid 48211) use 30512 MiB"), out)
+    assert set(gpu_layout(config(compose))) == {"ray-head", "ray-worker-1", "ray-worker-2"}
+
+
+def test_per_host_layout_one_worker_with_both(tmp_path):
+    result, compose = render(tmp_path, "reference-3gpu-query-gpu.txt", "-e", '{"ray_gpus": [0, 2]}',
+                             "-e", "ray_gpu_layout=per_host")
+    ok(result)
+    assert gpu_layout(config(compose)) == {"ray-head": ([], 0), "ray-worker-1": ([UUIDS[0], UUIDS[2]], 2)}
+
+
+def test_recorded_h200(tmp_path):
+    result, compose = render(tmp_path, "h200-idle-query-gpu.txt")
+    ok(result)
+    assert gpu_layout(config(compose)) == {"ray-head": ([], 0),
+                                           "ray-worker-1": (["GPU-c7b3c4e5-22fc-dc2c-f093-58385d67bec3"], 1)}
+
+
+def test_no_driver_and_auto_gives_cpu_workers(tmp_path):
+    result, compose = render(tmp_path, None, "-e", "ray_cluster_workers=2")
+    out = ok(result)
+    assert re.search(words("No working NVIDIA driver"), out)
+    assert gpu_layout(config(compose)) == {"ray-head": ([], 0), "ray-worker-1": ([], 0), "ray-worker-2": ([], 0)}
+    assert "nvidia" not in compose.read_text()
