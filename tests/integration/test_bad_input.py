@@ -141,3 +141,16 @@ def test_gpus_asked_for_without_a_driver(tmp_path):
                       "-e", '{"ray_gpus": [0, 2]}')
     assert_stopped_early(result, r"GPUs were asked for \(ray_gpus is \[0, 2\]\) but this host has no working NVIDIA driver",
                          r"Install the NVIDIA driver", r"ray_gpus: \[\] for CPU workers")
+
+
+# --- GCS fault tolerance
+
+def test_reconnect_timeout_shorter_than_a_restart(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_cluster_gcs_reconnect_timeout=20")
+    assert_stopped_early(result, r"ray_cluster_gcs_reconnect_timeout is 20 s, but stopping a\s+node may take 45 s",
+                         r"the workers would give up on a restarting head and die")
+
+
+def test_unknown_gcs_storage(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_cluster_gcs_storage=etcd")
+    assert_stopped_early(result, r"ray_cluster_gcs_storage", r"rocksdb, none|rocksdb or none")

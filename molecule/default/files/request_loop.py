@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Send chat completions round-robin to Serve proxies until a stop file appears
+(or --max-seconds pass), then print one JSON line: ok/failed per URL and the
+first errors. Standard library only; runs on the test host during a fault.
+
+  request_loop.py --stop FILE --model M URL [URL ...]
+"""
+import argparse
+import json
+import os
+import time
+import urllib.request
+
+
+def one(url, model, timeout):
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}]}).encode()
+    req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        doc = json.load(r)
+        if not doc.get("choices"):
+            raise ValueError("no choices in %r" % doc)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--stop", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--pause", type=float, default=0.05)
+    p.add_argument("urls", nargs="+")
+    a = p.parse_args()
+    stats = {u: {"ok": 0, "failed": 0} for u in a.urls}
+    errors = []
+    start = time.monotonic()
+    i = 0
+    while not os.path.exists(a.stop) and time.monotonic() - start < a.max_seconds:
+        url = a.urls[i % len(a.urls)]
+        i += 1
+        t = time.monotonic() - start
+        try:
+            one(url, a.model, a.timeout)
+            stats[url]["ok"] += 1
+        except Exception as e:  # every failure counts, whatever its kind
+            stats[url]["failed"] += 1
+            if len(errors) < 20:
+                errors.append({"t": round(t, 2), "url": url, "error": "%s: %s" % (type(e).__name__, e)})
+        time.sleep(a.pause)
+    ok = sum(s["ok"] for s in stats.values())
+    failed = sum(s["failed"] for s in stats.values())
+    print(json.dumps({"ok": ok, "failed": failed, "seconds": round(time.monotonic() - start, 1),
+                      "by_url": stats, "errors": errors}))
+
+
+if __name__ == "__main__":
+    main()
