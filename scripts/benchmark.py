@@ -17,6 +17,11 @@ Figures:
   5. Autoscaling under a 60 s Locust load on echo-cpu-slow (loadtest.yml):
      load start to the second replica RUNNING (goal <= upscale delay + 10 s)
      and load end to back at one replica (goal <= downscale delay + 15 s).
+  6. Faults, with GCS fault tolerance (rocksdb, the default) and without
+     (none), echo-cpu at 2 replicas and requests flowing through the workers'
+     proxies (tests/e2e/request_loop.py): a head restart and a worker crash
+     (kill -9 of its main process): seconds until every node, the
+     application and its proxies are back, and failed requests.
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -133,14 +138,88 @@ def loadtest_figures() -> None:
           f"(goal <= {goals.get('downscale_s')} s)")
 
 
+TWO_REPLICAS = json.dumps({"ray_serve_autoscaling": {"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 5,
+                                                     "upscale_delay_s": 5, "downscale_delay_s": 30}})
+
+
+def api(path: str):
+    import urllib.request
+    req = urllib.request.Request(DASHBOARD + path, headers={"Authorization": "Bearer " + token()})
+    with urllib.request.urlopen(req, timeout=5) as answer:
+        return json.load(answer)
+
+
+def cluster_back(min_nodes: int = 3) -> bool:
+    """Every node alive, echo-cpu RUNNING, every proxy HEALTHY."""
+    try:
+        nodes = api("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
+        serve = api("/api/serve/applications/")
+    except Exception:  # noqa: BLE001 - the head is away
+        return False
+    app = serve["applications"].get("echo-cpu", {})
+    proxies = [p["status"] for p in serve.get("proxies", {}).values() if p["status"] != "DRAINING"]
+    return len(nodes) >= min_nodes and app.get("status") == "RUNNING" and proxies and set(proxies) == {"HEALTHY"}
+
+
+def worker_proxies() -> list[str]:
+    urls = []
+    for name in ("ray-worker-1", "ray-worker-2"):
+        ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name]).stdout.strip()
+        if ip and sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{ip}:8000/-/healthz"]).stdout == "200":
+            urls.append(f"http://{ip}:8000")
+    return urls
+
+
+def fault(name: str, command: list[str], limit: float = 120) -> str:
+    """Run a fault under load; seconds until the cluster is back (or a note), and the request counts."""
+    stop = Path(tempfile.gettempdir(), "benchmark-loop.stop")
+    stop.unlink(missing_ok=True)
+    loop = subprocess.Popen([sys.executable, str(ROOT / "tests/e2e/request_loop.py"), f"--stop={stop}",
+                             "--model=echo-cpu", "--max-seconds=300", *worker_proxies()],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    start = time.monotonic()
+    sh(command)
+    time.sleep(2)
+    back = None
+    while time.monotonic() - start < limit:
+        if cluster_back():
+            back = time.monotonic() - start
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    stop.touch()
+    counts = json.loads(loop.communicate(timeout=60)[0])
+    total = counts["ok"] + counts["failed"]
+    came = f"back in {back:.1f} s" if back is not None else f"NOT back within {limit:.0f} s (application lost?)"
+    return f"{name}: {came}; {counts['failed']} of {total} requests failed"
+
+
+def fault_figures() -> None:
+    print("== 6. Faults under load: echo-cpu at 2 replicas, requests through the workers' proxies")
+    for storage in ("rocksdb", "none"):
+        playbook("site.yml", "-e", f"ray_cluster_gcs_storage={storage}")
+        playbook("serve.yml", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
+        label = "fault tolerance on (rocksdb)" if storage == "rocksdb" else "fault tolerance off (none)"
+        print(f"{label}: " + fault("head restart", ["docker", "restart", "ray-head"]))
+        if storage == "none":
+            playbook("site.yml", "-e", "ray_cluster_gcs_storage=none")  # deploys the lost application again
+            playbook("serve.yml", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
+        pid = sh(["docker", "inspect", "-f", "{{.State.Pid}}", "ray-worker-1"]).stdout.strip()
+        print(f"{label}: " + fault("worker crash", ["kill", "-9", pid]))
+    playbook("site.yml")
+    playbook("serve.yml", "-e", "model=echo-cpu")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["serve", "loadtest"], help="print only these figures (on a running cluster)")
+    parser.add_argument("--only", choices=["serve", "loadtest", "faults"],
+                        help="print only these figures (on a running cluster)")
     opts = parser.parse_args()
     if opts.only:
-        {"serve": serve_figures, "loadtest": loadtest_figures}[opts.only]()
+        {"serve": serve_figures, "loadtest": loadtest_figures, "faults": fault_figures}[opts.only]()
         return
 
     print("== 1. site.yml first run vs re-run")
@@ -183,6 +262,7 @@ def main() -> None:
 
     serve_figures()
     loadtest_figures()
+    fault_figures()
 
 
 if __name__ == "__main__":

@@ -3,12 +3,18 @@
 (or --max-seconds pass), then print one JSON line: ok/failed per URL and the
 first errors. Standard library only; runs on the test host during a fault.
 
+Like a load balancer with passive health checks, a proxy that refuses a
+connection leaves the rotation until its /-/healthz answers 200 again (probed
+every --down-seconds); the refused request still counts as failed. Every
+other failure (an error status, a timeout, a reset) counts too.
+
   request_loop.py --stop FILE --model M URL [URL ...]
 """
 import argparse
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 
 
@@ -22,6 +28,20 @@ def one(url, model, timeout):
             raise ValueError("no choices in %r" % doc)
 
 
+def healthy(url, timeout=2):
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/-/healthz", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:  # noqa: BLE001 - anything but 200 is "not back yet"
+        return False
+
+
+def refused(exc):
+    reason = getattr(exc, "reason", exc)
+    return isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) and \
+        isinstance(reason, (ConnectionRefusedError, OSError)) and "refused" in str(reason).lower()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--stop", required=True)
@@ -29,21 +49,37 @@ def main():
     p.add_argument("--max-seconds", type=float, default=300)
     p.add_argument("--timeout", type=float, default=10)
     p.add_argument("--pause", type=float, default=0.05)
+    p.add_argument("--down-seconds", type=float, default=2)
     p.add_argument("urls", nargs="+")
     a = p.parse_args()
     stats = {u: {"ok": 0, "failed": 0} for u in a.urls}
     errors = []
     start = time.monotonic()
+    down = {}  # url -> when to probe it again
     i = 0
     while not os.path.exists(a.stop) and time.monotonic() - start < a.max_seconds:
-        url = a.urls[i % len(a.urls)]
+        now = time.monotonic()
+        for url, again in list(down.items()):
+            if now >= again:
+                if healthy(url):
+                    del down[url]
+                else:
+                    down[url] = now + a.down_seconds
+        rotation = [u for u in a.urls if u not in down]
+        if not rotation:
+            stats.setdefault("no proxy", {"ok": 0, "failed": 0})["failed"] += 1
+            time.sleep(0.2)
+            continue
+        url = rotation[i % len(rotation)]
         i += 1
-        t = time.monotonic() - start
+        t = now - start
         try:
             one(url, a.model, a.timeout)
             stats[url]["ok"] += 1
         except Exception as e:  # every failure counts, whatever its kind
             stats[url]["failed"] += 1
+            if refused(e):
+                down[url] = time.monotonic() + a.down_seconds
             if len(errors) < 20:
                 errors.append({"t": round(t, 2), "url": url, "error": "%s: %s" % (type(e).__name__, e)})
         time.sleep(a.pause)
