@@ -149,12 +149,18 @@ def api(path: str):
         return json.load(answer)
 
 
-def cluster_back(min_nodes: int = 3) -> bool:
-    """Every node alive, echo-cpu RUNNING, every proxy HEALTHY."""
+def alive_nodes() -> list[dict]:
+    return api("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
+
+
+def cluster_back(min_nodes: int = 3, new_node_ip: str | None = None, old_ids: frozenset = frozenset()) -> bool:
+    """Every node alive (a new one from new_node_ip, if given), echo-cpu RUNNING, every proxy HEALTHY."""
     try:
-        nodes = api("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
+        nodes = alive_nodes()
         serve = api("/api/serve/applications/")
     except Exception:  # noqa: BLE001 - the head is away
+        return False
+    if new_node_ip and not [n for n in nodes if n["node_ip"] == new_node_ip and n["node_id"] not in old_ids]:
         return False
     app = serve["applications"].get("echo-cpu", {})
     proxies = [p["status"] for p in serve.get("proxies", {}).values() if p["status"] != "DRAINING"]
@@ -170,8 +176,14 @@ def worker_proxies() -> list[str]:
     return urls
 
 
-def fault(name: str, command: list[str], limit: float = 120) -> str:
-    """Run a fault under load; seconds until the cluster is back (or a note), and the request counts."""
+def fault(name: str, command: list[str], limit: float = 120, new_node_from: str | None = None) -> str:
+    """Run a fault under load; seconds until the cluster is back (or a note), and the request counts.
+    new_node_from: a container that must register again as a new node (a crashed worker)."""
+    ip = old_ids = None
+    if new_node_from:
+        ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                 new_node_from]).stdout.strip()
+        old_ids = frozenset(n["node_id"] for n in alive_nodes())
     stop = Path(tempfile.gettempdir(), "benchmark-loop.stop")
     stop.unlink(missing_ok=True)
     loop = subprocess.Popen([sys.executable, str(ROOT / "tests/e2e/request_loop.py"), f"--stop={stop}",
@@ -183,7 +195,7 @@ def fault(name: str, command: list[str], limit: float = 120) -> str:
     time.sleep(2)
     back = None
     while time.monotonic() - start < limit:
-        if cluster_back():
+        if cluster_back(new_node_ip=ip, old_ids=old_ids or frozenset()):
             back = time.monotonic() - start
             break
         time.sleep(0.5)
@@ -206,7 +218,7 @@ def fault_figures() -> None:
             playbook("site.yml", "-e", "ray_cluster_gcs_storage=none")  # deploys the lost application again
             playbook("serve.yml", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
         pid = sh(["docker", "inspect", "-f", "{{.State.Pid}}", "ray-worker-1"]).stdout.strip()
-        print(f"{label}: " + fault("worker crash", ["kill", "-9", pid]))
+        print(f"{label}: " + fault("worker crash", ["kill", "-9", pid], new_node_from="ray-worker-1"))
     playbook("site.yml")
     playbook("serve.yml", "-e", "model=echo-cpu")
 
