@@ -3,10 +3,10 @@
 (or --max-seconds pass), then print one JSON line: ok/failed per URL and the
 first errors. Standard library only; runs on the test host during a fault.
 
-Like a load balancer with passive health checks, a proxy that refuses a
-connection leaves the rotation until its /-/healthz answers 200 again (probed
-every --down-seconds); the refused request still counts as failed. Every
-other failure (an error status, a timeout, a reset) counts too.
+Like a load balancer with passive health checks, a proxy that fails at the
+connection level (refused, reset, timed out) leaves the rotation until its
+/-/healthz answers 200 again (probed every --down-seconds); that request
+still counts as failed, as does every error status.
 
   request_loop.py --stop FILE --model M URL [URL ...]
 """
@@ -34,12 +34,6 @@ def healthy(url, timeout=2):
             return r.status == 200
     except Exception:  # noqa: BLE001 - anything but 200 is "not back yet"
         return False
-
-
-def refused(exc):
-    reason = getattr(exc, "reason", exc)
-    return isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) and \
-        isinstance(reason, (ConnectionRefusedError, OSError)) and "refused" in str(reason).lower()
 
 
 def main():
@@ -78,7 +72,7 @@ def main():
             stats[url]["ok"] += 1
         except Exception as e:  # every failure counts, whatever its kind
             stats[url]["failed"] += 1
-            if refused(e):
+            if not isinstance(e, urllib.error.HTTPError):
                 down[url] = time.monotonic() + a.down_seconds
             if len(errors) < 20:
                 errors.append({"t": round(t, 2), "url": url, "error": "%s: %s" % (type(e).__name__, e)})
