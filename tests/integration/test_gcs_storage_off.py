@@ -12,14 +12,9 @@ import time
 
 from playbook_run import run_playbook
 from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
+from test_vllm_flavour import ok
 
 OFF = ("-e", "ray_cluster_gcs_storage=none")
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
-    return out
 
 
 def wait_for(predicate, timeout: float, what: str):

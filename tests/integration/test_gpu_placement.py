@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import re
 import stat
-import subprocess
 from pathlib import Path
 
-import pytest
 
 from playbook_run import ROOT
-from test_vllm_flavour import playbook, sh, words
+from test_vllm_flavour import ok, playbook, sh, words
 
 SMI = ROOT / "tests/unit/fixtures/nvidia-smi"
 UUIDS = ["GPU-0b1e6a2c-3f4d-4e5a-9b6c-7d8e9f0a1b2c", "GPU-1c2f7b3d-4a5e-4f6b-8c7d-8e9f0a1b2c3d",
@@ -58,12 +56,6 @@ def gpu_layout(cfg: dict) -> dict:
                  for u in d.get("device_ids", [])]
         num = [int(a.split("=", 1)[1]) for a in svc["command"] if a.startswith("--num-gpus=")]
         out[name] = (uuids, num[0])
-    return out
-
-
-def ok(result) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
     return out
 
 
