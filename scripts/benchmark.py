@@ -17,11 +17,12 @@ Figures:
   5. Autoscaling under a 60 s Locust load on echo-cpu-slow (loadtest.yml):
      load start to the second replica RUNNING (goal <= upscale delay + 10 s)
      and load end to back at one replica (goal <= downscale delay + 15 s).
-  6. Faults, with GCS fault tolerance (rocksdb, the default) and without
-     (none), echo-cpu at 2 replicas and requests flowing through the workers'
+  6. Faults, with GCS fault tolerance (rocksdb, the default, and redis) and
+     without (none), echo-cpu at 2 replicas and requests flowing through the workers'
      proxies (tests/e2e/request_loop.py): a head restart and a worker crash
      (kill -9 of its main process): seconds until every node, the
-     application and its proxies are back, and failed requests.
+     application and its proxies are back, and failed requests. With redis
+     also Redis stopped for 30 s (timed from the stop).
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -176,9 +177,11 @@ def worker_proxies() -> list[str]:
     return urls
 
 
-def fault(name: str, command: list[str], limit: float = 120, new_node_from: str | None = None) -> str:
+def fault(name: str, command: list[str], limit: float = 120, new_node_from: str | None = None,
+          then: list[str] | None = None, after: float = 30) -> str:
     """Run a fault under load; seconds until the cluster is back (or a note), and the request counts.
-    new_node_from: a container that must register again as a new node (a crashed worker)."""
+    new_node_from: a container that must register again as a new node (a crashed worker).
+    then: ends the fault `after` seconds after command (e.g. starts a stopped Redis again)."""
     ip = old_ids = None
     if new_node_from:
         ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -193,6 +196,9 @@ def fault(name: str, command: list[str], limit: float = 120, new_node_from: str 
     start = time.monotonic()
     sh(command)
     time.sleep(2)
+    if then:
+        time.sleep(max(0.0, after - (time.monotonic() - start)))
+        sh(then)
     back = None
     while time.monotonic() - start < limit:
         if cluster_back(new_node_ip=ip, old_ids=old_ids or frozenset()):
@@ -209,13 +215,16 @@ def fault(name: str, command: list[str], limit: float = 120, new_node_from: str 
 
 def fault_figures() -> None:
     print("== 6. Faults under load: echo-cpu at 2 replicas, requests through the workers' proxies")
-    for storage in ("rocksdb", "none"):
-        playbook("site.yml", "-e", f"ray_cluster_gcs_storage={storage}")
+    for storage in ("rocksdb", "redis", "none"):
+        playbook("site.yml", "-e", f"ray_gcs_storage={storage}")
         playbook("serve.yml", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
-        label = "fault tolerance on (rocksdb)" if storage == "rocksdb" else "fault tolerance off (none)"
+        label = f"fault tolerance on ({storage})" if storage != "none" else "fault tolerance off (none)"
         print(f"{label}: " + fault("head restart", ["docker", "restart", "ray-head"]))
+        if storage == "redis":
+            print(f"{label}: " + fault("Redis stopped for 30 s", ["docker", "stop", "ray-redis"],
+                                       then=["docker", "start", "ray-redis"], after=30, limit=240))
         if storage == "none":
-            playbook("site.yml", "-e", "ray_cluster_gcs_storage=none")  # deploys the lost application again
+            playbook("site.yml", "-e", "ray_gcs_storage=none")  # deploys the lost application again
             playbook("serve.yml", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
         pid = sh(["docker", "inspect", "-f", "{{.State.Pid}}", "ray-worker-1"]).stdout.strip()
         print(f"{label}: " + fault("worker crash", ["kill", "-9", pid], new_node_from="ray-worker-1"))

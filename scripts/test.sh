@@ -44,15 +44,18 @@ run_gpu() {
 }
 
 run_cluster() {
-  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml)"
+  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; GCS storage off and in Redis)"
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true' EXIT
   # A GCS storage directory the Ray user cannot write: the role fixes it.
   install -d -o root -g root -m 0755 /opt/ray-cluster/gcs
   ansible-playbook site.yml
-  [ "$(stat -c '%u:%g %a' /opt/ray-cluster/gcs)" = "1000:1000 700" ] || { echo "GCS directory not fixed" >&2; return 1; }
+  [ "$(stat -c '%u:%g %a' /opt/ray-cluster/gcs /opt/ray-cluster/gcs/rocksdb | sort -u)" = "1000:1000 700" ] \
+    || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
     tests/integration/test_loadtest_interrupt.py tests/integration/test_gcs_storage_off.py
+  # -s: it prints what a Redis outage looked like.
+  RAY_COMPOSE_LIVE=1 python -m pytest -q -s tests/integration/test_gcs_redis.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true

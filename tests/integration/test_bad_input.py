@@ -7,6 +7,7 @@ no later play starts.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -152,5 +153,18 @@ def test_reconnect_timeout_shorter_than_a_restart(tmp_path):
 
 
 def test_unknown_gcs_storage(tmp_path):
-    result = run_site(tmp_path, ONE_HOST, "-e", "ray_cluster_gcs_storage=etcd")
-    assert_stopped_early(result, r"ray_cluster_gcs_storage", r"rocksdb, none|rocksdb or none")
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_gcs_storage=etcd")
+    assert_stopped_early(result, r"ray_gcs_storage", r"rocksdb, redis(,| or) none")
+
+
+@pytest.mark.parametrize("password, why", [
+    ("short-secret", r"is 12 characters long;"),
+    ("a long password with spaces", r"is 27 characters long\s+and holds spaces or characters outside printable ASCII;"),
+])
+def test_bad_redis_password(tmp_path, password, why):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_gcs_storage=redis",
+                      "-e", json.dumps({"ray_cluster_redis_password": password}))
+    assert_stopped_early(result, r"ray_cluster_redis_password " + why,
+                         r"at least 16 printable ASCII characters without spaces", r"openssl rand -hex 16")
+    # The message names its length, never the password itself.
+    assert password not in result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""Without GCS fault tolerance (ray_cluster_gcs_storage=none) a head restart
+"""Without GCS fault tolerance (ray_gcs_storage=none) a head restart
 loses every Serve application, and site.yml deploys the recorded ones again.
 
 Runs against the live cluster of the default inventory (scripts/test.sh's
@@ -14,7 +14,7 @@ from playbook_run import run_playbook
 from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
 from test_vllm_flavour import ok
 
-OFF = ("-e", "ray_cluster_gcs_storage=none")
+OFF = ("-e", "ray_gcs_storage=none")
 
 
 def wait_for(predicate, timeout: float, what: str):

@@ -1,0 +1,191 @@
+"""GCS fault tolerance with Redis (ray_gcs_storage=redis), on the live cluster.
+
+Runs against the live cluster of the default inventory (scripts/test.sh's
+`cluster` stage, with echo-cpu deployed), after test_gcs_storage_off: it moves
+the cluster to Redis, checks that the password shows nowhere Docker shows,
+restarts the head, stops Redis for 30 s under requests, changes the password,
+and moves the cluster back to RocksDB.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playbook_run import ROOT, run_playbook
+from test_gcs_storage_off import wait_for
+from test_serve_bad_input import DASHBOARD, live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
+from test_vllm_flavour import ok
+
+REDIS = ("-e", "ray_gcs_storage=redis")
+PASSWORD_FILE = Path("/opt/ray-cluster/secrets/redis_password")
+GCS_DIR = Path("/opt/ray-cluster/gcs/redis")
+LOOP = ROOT / "tests/e2e/request_loop.py"
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def project_containers() -> list[str]:
+    return docker("ps", "-a", "--filter", "label=com.docker.compose.project=ray", "--format", "{{.Names}}").split()
+
+
+def ip(container: str) -> str:
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container).split()[0]
+
+
+def start_loop(stop: Path, *urls: str) -> subprocess.Popen:
+    stop.unlink(missing_ok=True)
+    return subprocess.Popen([sys.executable, str(LOOP), f"--stop={stop}", "--model=echo-cpu", "--max-seconds=400",
+                             *urls], stdout=subprocess.PIPE, text=True)
+
+
+def stop_loop(loop: subprocess.Popen, stop: Path) -> dict:
+    stop.touch()
+    return json.loads(loop.communicate(timeout=60)[0])
+
+
+def cluster_back() -> bool:
+    """Three nodes alive, echo-cpu RUNNING, every proxy HEALTHY (as an operator would check)."""
+    token = Path("/opt/ray-cluster/secrets/ray_auth_token").read_text().strip()
+    def get(path: str) -> dict:
+        request = urllib.request.Request(DASHBOARD + path, headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.load(answer)
+    try:
+        nodes = get("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
+        serve = get("/api/serve/applications/")
+    except Exception:  # noqa: BLE001 - the head is away
+        return False
+    proxies = {p["status"] for p in serve.get("proxies", {}).values()}
+    return (len(nodes) >= 3 and serve["applications"].get("echo-cpu", {}).get("status") == "RUNNING"
+            and proxies == {"HEALTHY"})
+
+
+def wait_back(timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if cluster_back():
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"the cluster was not back within {timeout} s")
+
+
+def test_move_to_redis_keeps_the_application():
+    out = ok(run_playbook("site.yml", *REDIS))
+    assert "ray-redis" in project_containers(), out[-3000:]
+    # Moving to empty storage starts a new cluster state; the restore play deploys echo-cpu again.
+    wait_for(lambda apps: "echo-cpu" in apps, 60, "echo-cpu restored on Redis")
+    # Redis's append-only files are on the head's host.
+    assert list(GCS_DIR.glob("appendonlydir/*.aof*")), sorted(GCS_DIR.rglob("*"))
+
+
+def test_redis_run_is_idempotent():
+    out = ok(run_playbook("site.yml", *REDIS))
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\b", out), out[-3000:]
+
+
+def test_redis_password_is_nowhere_docker_shows():
+    password = PASSWORD_FILE.read_text().strip()
+    assert len(password) >= 16
+    stat = PASSWORD_FILE.stat()
+    assert (stat.st_uid, stat.st_mode & 0o777) == (1000, 0o600)
+    for name in project_containers():
+        assert password not in docker("inspect", name), f"docker inspect {name} shows the Redis password"
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, timeout=60)
+        assert password not in logs.stdout + logs.stderr, f"docker logs {name} shows the Redis password"
+    assert password not in Path("/opt/ray-cluster/compose.yaml").read_text()
+    # The head's own `ray start` takes it from the secret inside the process, not from its argv.
+    head = docker("top", "ray-head", "-eo", "pid,args")
+    starts = [line for line in head.splitlines() if "ray.scripts.scripts" in line]
+    assert starts and not [line for line in starts if password in line], head
+    # Redis accepts the password, and refuses a client without it.
+    assert docker("exec", "ray-redis", "sh", "-c",
+                  'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" redis-cli ping').strip() == "PONG"
+    assert "NOAUTH" in docker("exec", "ray-redis", "redis-cli", "ping")
+
+
+def test_head_restart_on_redis_fails_no_request(tmp_path):
+    workers = [f"http://{ip(w)}:8000" for w in ("ray-worker-1", "ray-worker-2")]
+    stop = tmp_path / "stop"
+    loop = start_loop(stop, *workers)
+    time.sleep(3)
+    docker("restart", "ray-head")
+    back = wait_back(60)
+    time.sleep(2)
+    counts = stop_loop(loop, stop)
+    print(f"head restart on Redis: back in {back:.1f} s; {counts['failed']} of {counts['ok'] + counts['failed']} failed")
+    assert counts["failed"] == 0, counts
+    assert counts["ok"] > 20, counts
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except Exception:  # noqa: BLE001 - anything but 200 is "away"
+        return False
+
+
+def test_redis_down_for_30_seconds_recovers_by_itself(tmp_path):
+    """What users see while Redis is away: the head restarts in a loop (its GCS
+    cannot reach its storage), so the dashboard and the head's endpoint are
+    gone; the workers wait for the head and their proxies keep serving."""
+    workers = [f"http://{ip(w)}:8000" for w in ("ray-worker-1", "ray-worker-2")]
+    head_restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "ray-head"))
+    stop = tmp_path / "stop"
+    loop = start_loop(stop, *workers)
+    time.sleep(3)
+    start = time.monotonic()
+    docker("stop", "ray-redis")
+    away = {"dashboard": 0.0, "head endpoint": 0.0}
+    redis_back = None
+    while True:
+        t = time.monotonic() - start
+        if redis_back is None and t >= 30:
+            docker("start", "ray-redis")
+            redis_back = t
+        tick = time.monotonic()
+        up = {"dashboard": answers(DASHBOARD + "/api/gcs_healthz"),
+              "head endpoint": answers("http://127.0.0.1:8000/-/healthz")}
+        if redis_back is not None and all(up.values()) and cluster_back():
+            back = time.monotonic() - start
+            break
+        assert t < 240, f"the cluster was not back 240 s after Redis stopped ({up})"
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - tick)))
+        for what, is_up in up.items():
+            away[what] += 0 if is_up else time.monotonic() - tick
+    time.sleep(2)
+    counts = stop_loop(loop, stop)
+    restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "ray-head")) - head_restarts
+    total = counts["ok"] + counts["failed"]
+    print(f"Redis stopped for 30 s: everything back {back:.1f} s after the stop; the head restarted {restarts} times; "
+          f"dashboard away {away['dashboard']:.0f} s, the head's endpoint away {away['head endpoint']:.0f} s; "
+          f"through the workers' proxies {counts['failed']} of {total} requests failed")
+    assert counts["failed"] <= 0.01 * total, counts
+    assert counts["ok"] > 50, counts
+    assert restarts >= 1, "the head did not notice Redis was gone"
+    assert away["dashboard"] > 10, "the head kept answering without its storage"
+
+
+def test_changed_redis_password_restarts_redis_and_head():
+    new = "rotated-" + secrets.token_hex(12)  # a new one on every run
+    out = ok(run_playbook("site.yml", *REDIS, "-e", f"ray_cluster_redis_password={new}"))
+    assert new not in out
+    assert re.search(r"Restart Redis and the head for the changed Redis password\]\s*\**\s*changed:", out), out[-3000:]
+    assert PASSWORD_FILE.read_text().strip() == new
+    wait_back(120)
+    # The state survived in Redis: no redeploy was needed.
+    assert "echo-cpu" in serve_state()
+
+
+def test_back_to_rocksdb():
+    ok(run_playbook("site.yml"))
+    assert "ray-redis" not in project_containers()
+    wait_for(lambda apps: "echo-cpu" in apps, 120, "echo-cpu back on RocksDB")
