@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -39,9 +38,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+from faults import (DASHBOARD, TWO_REPLICAS, RequestLoop, alive_nodes, cluster_back, container_ip,  # noqa: E402
+                    worker_proxies)
 BIN = Path(sys.executable).parent
 PROJECT = "/opt/ray-cluster"
-DASHBOARD = "http://127.0.0.1:8265"
 HEALTH_SCRIPT = """\
 import ray
 ray.init(address="auto")
@@ -139,43 +140,6 @@ def loadtest_figures() -> None:
           f"(goal <= {goals.get('downscale_s')} s)")
 
 
-TWO_REPLICAS = json.dumps({"ray_serve_autoscaling": {"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 5,
-                                                     "upscale_delay_s": 5, "downscale_delay_s": 30}})
-
-
-def api(path: str):
-    import urllib.request
-    req = urllib.request.Request(DASHBOARD + path, headers={"Authorization": "Bearer " + token()})
-    with urllib.request.urlopen(req, timeout=5) as answer:
-        return json.load(answer)
-
-
-def alive_nodes() -> list[dict]:
-    return api("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
-
-
-def cluster_back(min_nodes: int = 3, new_node_ip: str | None = None, old_ids: frozenset = frozenset()) -> bool:
-    """Every node alive (a new one from new_node_ip, if given), echo-cpu RUNNING, every proxy HEALTHY."""
-    try:
-        nodes = alive_nodes()
-        serve = api("/api/serve/applications/")
-    except Exception:  # noqa: BLE001 - the head is away
-        return False
-    if new_node_ip and not [n for n in nodes if n["node_ip"] == new_node_ip and n["node_id"] not in old_ids]:
-        return False
-    app = serve["applications"].get("echo-cpu", {})
-    proxies = [p["status"] for p in serve.get("proxies", {}).values() if p["status"] != "DRAINING"]
-    return len(nodes) >= min_nodes and app.get("status") == "RUNNING" and proxies and set(proxies) == {"HEALTHY"}
-
-
-def worker_proxies() -> list[str]:
-    urls = []
-    for name in ("ray-worker-1", "ray-worker-2"):
-        ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name]).stdout.strip()
-        if ip and sh(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{ip}:8000/-/healthz"]).stdout == "200":
-            urls.append(f"http://{ip}:8000")
-    return urls
-
 
 def fault(name: str, command: list[str], limit: float = 120, new_node_from: str | None = None,
           then: list[str] | None = None, after: float = 30) -> str:
@@ -184,14 +148,9 @@ def fault(name: str, command: list[str], limit: float = 120, new_node_from: str 
     then: ends the fault `after` seconds after command (e.g. starts a stopped Redis again)."""
     ip = old_ids = None
     if new_node_from:
-        ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                 new_node_from]).stdout.strip()
+        ip = container_ip(new_node_from)
         old_ids = frozenset(n["node_id"] for n in alive_nodes())
-    stop = Path(tempfile.gettempdir(), "benchmark-loop.stop")
-    stop.unlink(missing_ok=True)
-    loop = subprocess.Popen([sys.executable, str(ROOT / "tests/e2e/request_loop.py"), f"--stop={stop}",
-                             "--model=echo-cpu", "--max-seconds=300", *worker_proxies()],
-                            stdout=subprocess.PIPE, text=True)
+    loop = RequestLoop(Path(tempfile.gettempdir(), "benchmark-loop.stop"), worker_proxies())
     time.sleep(3)
     start = time.monotonic()
     sh(command)
@@ -206,11 +165,9 @@ def fault(name: str, command: list[str], limit: float = 120, new_node_from: str 
             break
         time.sleep(0.5)
     time.sleep(2)
-    stop.touch()
-    counts = json.loads(loop.communicate(timeout=60)[0])
-    total = counts["ok"] + counts["failed"]
+    counts = loop.stop()
     came = f"back in {back:.1f} s" if back is not None else f"NOT back within {limit:.0f} s (application lost?)"
-    return f"{name}: {came}; {counts['failed']} of {total} requests failed"
+    return f"{name}: {came}; {counts['failed']} of {counts['total']} requests failed"
 
 
 def fault_figures() -> None:

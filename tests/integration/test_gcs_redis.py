@@ -8,24 +8,24 @@ and moves the cluster back to RocksDB.
 """
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from playbook_run import ROOT, run_playbook
 from test_gcs_storage_off import wait_for
-from test_serve_bad_input import DASHBOARD, live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
+from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
 from test_vllm_flavour import ok
+
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+from faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, worker_proxies  # noqa: E402
 
 REDIS = ("-e", "ray_gcs_storage=redis")
 PASSWORD_FILE = Path("/opt/ray-cluster/secrets/redis_password")
 GCS_DIR = Path("/opt/ray-cluster/gcs/redis")
-LOOP = ROOT / "tests/e2e/request_loop.py"
 
 
 def docker(*args: str) -> str:
@@ -34,38 +34,6 @@ def docker(*args: str) -> str:
 
 def project_containers() -> list[str]:
     return docker("ps", "-a", "--filter", "label=com.docker.compose.project=ray", "--format", "{{.Names}}").split()
-
-
-def ip(container: str) -> str:
-    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container).split()[0]
-
-
-def start_loop(stop: Path, *urls: str) -> subprocess.Popen:
-    stop.unlink(missing_ok=True)
-    return subprocess.Popen([sys.executable, str(LOOP), f"--stop={stop}", "--model=echo-cpu", "--max-seconds=400",
-                             *urls], stdout=subprocess.PIPE, text=True)
-
-
-def stop_loop(loop: subprocess.Popen, stop: Path) -> dict:
-    stop.touch()
-    return json.loads(loop.communicate(timeout=60)[0])
-
-
-def cluster_back() -> bool:
-    """Three nodes alive, echo-cpu RUNNING, every proxy HEALTHY (as an operator would check)."""
-    token = Path("/opt/ray-cluster/secrets/ray_auth_token").read_text().strip()
-    def get(path: str) -> dict:
-        request = urllib.request.Request(DASHBOARD + path, headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return json.load(answer)
-    try:
-        nodes = get("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
-        serve = get("/api/serve/applications/")
-    except Exception:  # noqa: BLE001 - the head is away
-        return False
-    proxies = {p["status"] for p in serve.get("proxies", {}).values()}
-    return (len(nodes) >= 3 and serve["applications"].get("echo-cpu", {}).get("status") == "RUNNING"
-            and proxies == {"HEALTHY"})
 
 
 def wait_back(timeout: float) -> float:
@@ -82,6 +50,8 @@ def test_move_to_redis_keeps_the_application():
     assert "ray-redis" in project_containers(), out[-3000:]
     # Moving to empty storage starts a new cluster state; the restore play deploys echo-cpu again.
     wait_for(lambda apps: "echo-cpu" in apps, 60, "echo-cpu restored on Redis")
+    # Two replicas, one per worker: both workers' proxies serve during the faults below.
+    ok(run_playbook("serve.yml", "-e", "model=echo-cpu", *REDIS, "-e", TWO_REPLICAS))
     # Redis's append-only files are on the head's host.
     assert list(GCS_DIR.glob("appendonlydir/*.aof*")), sorted(GCS_DIR.rglob("*"))
 
@@ -112,35 +82,29 @@ def test_redis_password_is_nowhere_docker_shows():
 
 
 def test_head_restart_on_redis_fails_no_request(tmp_path):
-    workers = [f"http://{ip(w)}:8000" for w in ("ray-worker-1", "ray-worker-2")]
-    stop = tmp_path / "stop"
-    loop = start_loop(stop, *workers)
+    wait_back(180)  # the move to Redis restarted the workers: every proxy is up first
+    workers = worker_proxies()
+    assert len(workers) == 2, workers
+    loop = RequestLoop(tmp_path / "stop", workers)
     time.sleep(3)
     docker("restart", "ray-head")
     back = wait_back(60)
     time.sleep(2)
-    counts = stop_loop(loop, stop)
-    print(f"head restart on Redis: back in {back:.1f} s; {counts['failed']} of {counts['ok'] + counts['failed']} failed")
+    counts = loop.stop()
+    print(f"head restart on Redis: back in {back:.1f} s; {counts['failed']} of {counts['total']} failed")
     assert counts["failed"] == 0, counts
     assert counts["ok"] > 20, counts
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status == 200
-    except Exception:  # noqa: BLE001 - anything but 200 is "away"
-        return False
 
 
 def test_redis_down_for_30_seconds_recovers_by_itself(tmp_path):
     """What users see while Redis is away: the head restarts in a loop (its GCS
     cannot reach its storage), so the dashboard and the head's endpoint are
     gone; the workers wait for the head and their proxies keep serving."""
-    workers = [f"http://{ip(w)}:8000" for w in ("ray-worker-1", "ray-worker-2")]
+    wait_back(180)
+    workers = worker_proxies()
+    assert len(workers) == 2, workers
     head_restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "ray-head"))
-    stop = tmp_path / "stop"
-    loop = start_loop(stop, *workers)
+    loop = RequestLoop(tmp_path / "stop", workers)
     time.sleep(3)
     start = time.monotonic()
     docker("stop", "ray-redis")
@@ -162,9 +126,9 @@ def test_redis_down_for_30_seconds_recovers_by_itself(tmp_path):
         for what, is_up in up.items():
             away[what] += 0 if is_up else time.monotonic() - tick
     time.sleep(2)
-    counts = stop_loop(loop, stop)
+    counts = loop.stop()
     restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "ray-head")) - head_restarts
-    total = counts["ok"] + counts["failed"]
+    total = counts["total"]
     print(f"Redis stopped for 30 s: everything back {back:.1f} s after the stop; the head restarted {restarts} times; "
           f"dashboard away {away['dashboard']:.0f} s, the head's endpoint away {away['head endpoint']:.0f} s; "
           f"through the workers' proxies {counts['failed']} of {total} requests failed")
