@@ -1,0 +1,55 @@
+"""The pinned port sets of host networking (plugins/filter/ray_ports.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location(
+    "ray_ports", Path(__file__).resolve().parents[2] / "plugins/filter/ray_ports.py")
+ray_ports = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ray_ports)
+
+
+def test_first_node_block():
+    ports = ray_ports.ray_node_ports(20000, 0, 200)
+    assert ports["node_manager"] == 20000
+    assert ports["metrics_export"] == 20005
+    assert (ports["min_worker"], ports["max_worker"]) == (20006, 20199)
+    assert len(set(ports.values())) == len(ports)
+
+
+def test_second_node_on_a_host_does_not_collide():
+    first, second = (ray_ports.ray_node_ports("20000", i, "200") for i in (0, 1))
+    assert ray_ports.port_range(first)[1] < ray_ports.port_range(second)[0]
+    nodes = [{"host": "gpu1", "name": f"ray-worker-{i + 1}", "ports": p} for i, p in enumerate((first, second))]
+    assert ray_ports.ray_port_overlaps(nodes) == []
+
+
+def test_same_block_on_two_hosts_is_fine():
+    p = ray_ports.ray_node_ports(20000, 0)
+    nodes = [{"host": h, "name": "ray-worker-1", "ports": p} for h in ("gpu1", "gpu2")]
+    assert ray_ports.ray_port_overlaps(nodes) == []
+
+
+def test_overlap_is_named():
+    nodes = [{"host": "gpu1", "name": "ray-worker-1", "ports": ray_ports.ray_node_ports(20000, 0, 200)},
+             {"host": "gpu1", "name": "ray-worker-2", "ports": ray_ports.ray_node_ports(20100, 0, 200)}]
+    (problem,) = ray_ports.ray_port_overlaps(nodes)
+    assert problem == "gpu1: the ports of ray-worker-1 (20000-20199) and ray-worker-2 (20100-20299) overlap"
+
+
+def test_fixed_port_inside_a_block_is_named():
+    nodes = [{"host": "head", "name": "ray-head", "ports": ray_ports.ray_node_ports(8000, 0, 200)}]
+    problems = ray_ports.ray_port_overlaps(nodes, {"head": {8000: "Serve", 8265: "dashboard"}})
+    assert problems == ["head: Serve port 8000 lies in the ports of ray-head (8000-8199)"]
+
+
+@pytest.mark.parametrize("base, index, stride, message", [
+    (20000, 0, 10, "leaves fewer than 16 worker ports"),
+    (65500, 0, 200, "above 65535"),
+])
+def test_bad_layouts_are_refused(base, index, stride, message):
+    with pytest.raises(ValueError, match=message):
+        ray_ports.ray_node_ports(base, index, stride)
