@@ -32,6 +32,19 @@ options:
       - Exact total number of GPUs over all alive nodes, e.g. V(0) to assert that a CPU cluster sees no GPU.
       - Mutually exclusive with O(min_gpus).
     type: float
+  hosts:
+    description:
+      - Per-host expectations of a cluster across hosts (host networking, where each node's IP is its host's address).
+        Nodes are matched to a host by their IP.
+      - The summary then gets one line per host, and RV(hosts) the counts.
+    type: list
+    elements: dict
+    suboptions:
+      name: {description: Inventory name of the host., type: str, required: true}
+      address: {description: The host's IP address in the cluster (the node IP of its nodes)., type: str, required: true}
+      nodes: {description: Nodes expected alive on the host (at least)., type: int, default: 0}
+      cpus: {description: CPUs expected on the host (at least)., type: float}
+      gpus: {description: GPUs expected on the host (exactly)., type: float}
   wait_timeout:
     description: Seconds to wait for the expectations to hold. V(0) checks once.
     type: int
@@ -122,6 +135,13 @@ nodes:
       memory_bytes: 2147483648
       object_store_memory_bytes: 268435456
       resources: {CPU: 1.0, memory: 2147483648.0, object_store_memory: 268435456.0, "node:172.18.0.2": 1.0, "node:__internal_head__": 1.0}
+hosts:
+  description: Per host of O(hosts), what was expected and what is alive there.
+  returned: when O(hosts) is set and the dashboard answered
+  type: list
+  elements: dict
+  sample:
+    - {name: gpu01, address: 10.0.0.11, nodes: 2, expected_nodes: 2, cpus: 16, gpus: 2, expected_gpus: 2, ok: true}
 totals:
   description: Sums over the alive nodes.
   returned: when the dashboard answered
@@ -166,7 +186,7 @@ probe:
   sample:
     - {node_id: 5f1e0c6d2b8f..., node_ip: 172.18.0.2, ok: true, hostname: ray-head, pid: 412, python: 3.12.9, ray: 2.60.0, error: null}
 summary:
-  description: Human-readable lines, one per node (head first), then a totals line.
+  description: Human-readable lines, one per node (head first), one per host of O(hosts), then a totals line.
   returned: when the dashboard answered
   type: list
   elements: str
@@ -312,10 +332,33 @@ def find_problems(nodes, gcs, p):
         problems.append('expected at least %s GPUs, found %s' % (_num(p['min_gpus']), _num(gpus)))
     if p['exact_gpus'] is not None and abs(gpus - p['exact_gpus']) > 1e-6:
         problems.append('expected exactly %s GPUs, found %s' % (_num(p['exact_gpus']), _num(gpus)))
+    for h in host_counts(nodes, p.get('hosts')):
+        where = '%s (%s)' % (h['name'], h['address'])
+        if h['nodes'] < h['expected_nodes']:
+            problems.append('%s: expected at least %d alive nodes, found %d' % (where, h['expected_nodes'], h['nodes']))
+        if h['expected_cpus'] is not None and h['cpus'] < h['expected_cpus']:
+            problems.append('%s: expected at least %s CPUs, found %s' % (where, _num(h['expected_cpus']), _num(h['cpus'])))
+        if h['expected_gpus'] is not None and abs(h['gpus'] - h['expected_gpus']) > 1e-6:
+            problems.append('%s: expected exactly %s GPUs, found %s' % (where, _num(h['expected_gpus']), _num(h['gpus'])))
     return problems
 
 
-def summarize(nodes, gcs):
+def host_counts(nodes, hosts):
+    """What is alive on each expected host, matched by node IP."""
+    out = []
+    for h in hosts or []:
+        mine = [n for n in nodes if n['node_ip'] == h['address']]
+        counts = dict(name=h['name'], address=h['address'], nodes=len(mine), expected_nodes=h['nodes'],
+                      cpus=_num(sum(n['cpus'] for n in mine)), expected_cpus=h.get('cpus'),
+                      gpus=_num(sum(n['gpus'] for n in mine)), expected_gpus=h.get('gpus'))
+        counts['ok'] = (counts['nodes'] >= h['nodes']
+                        and (h.get('cpus') is None or counts['cpus'] >= h['cpus'])
+                        and (h.get('gpus') is None or abs(counts['gpus'] - h['gpus']) <= 1e-6))
+        out.append(counts)
+    return out
+
+
+def summarize(nodes, gcs, expected_hosts=None):
     totals = dict(nodes=len(nodes), cpus=_num(sum(n['cpus'] for n in nodes)), gpus=_num(sum(n['gpus'] for n in nodes)),
                   object_store_memory_bytes=sum(n['object_store_memory_bytes'] for n in nodes))
     hosts = dict(cpu_hosts=sum(1 for n in nodes if n['cpus'] > 0), gpu_hosts=sum(1 for n in nodes if n['gpus'] > 0),
@@ -327,7 +370,17 @@ def summarize(nodes, gcs):
     lines.append('%s alive: %s, %s, %s; %s, %s' % (
         _plural(len(nodes), 'node'), _plural(hosts['cpu_hosts'], 'CPU host'), _plural(hosts['gpu_hosts'], 'GPU host'),
         _plural(hosts['object_store_hosts'], 'object-store host'), _plural(totals['cpus'], 'CPU'), _plural(totals['gpus'], 'GPU')))
-    return dict(nodes=nodes, totals=totals, gcs_healthy=gcs, summary=lines, **hosts)
+    result = dict(nodes=nodes, totals=totals, gcs_healthy=gcs, summary=lines, **hosts)
+    if expected_hosts:
+        counts = host_counts(nodes, expected_hosts)
+        name_w = max(len(h['name']) for h in counts)
+        addr_w = max(len(h['address']) for h in counts)
+        for h in counts:  # before the totals line, which stays last (it is the msg)
+            lines.insert(-1, 'host %-*s  %-*s  %d/%d nodes  CPU %s  GPU %s%s%s' % (
+                name_w, h['name'], addr_w, h['address'], h['nodes'], h['expected_nodes'], h['cpus'], h['gpus'],
+                '' if h['expected_gpus'] is None else '/%s' % _num(h['expected_gpus']), '' if h['ok'] else '  MISSING'))
+        result['hosts'] = counts
+    return result
 
 
 def wait_for_cluster(module, client):
@@ -338,7 +391,7 @@ def wait_for_cluster(module, client):
         state = None
         try:
             nodes, gcs = read_cluster(client)
-            state, problems = summarize(nodes, gcs), find_problems(nodes, gcs, p)
+            state, problems = summarize(nodes, gcs, p.get('hosts')), find_problems(nodes, gcs, p)
         except RayDashboardError as e:
             if e.auth_failed:  # waiting will not fix a missing or wrong token
                 raise
@@ -462,6 +515,13 @@ def main():
         interval=dict(type='float', default=2),
         probe=dict(type='bool', default=False),
         probe_timeout=dict(type='int', default=120),
+        hosts=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str', required=True),
+            address=dict(type='str', required=True),
+            nodes=dict(type='int', default=0),
+            cpus=dict(type='float'),
+            gpus=dict(type='float'),
+        )),
     )
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('min_gpus', 'exact_gpus')], supports_check_mode=True)
     validate(module)

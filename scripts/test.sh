@@ -2,13 +2,13 @@
 # The whole test suite: lint, unit tests, bad input, the vllm flavour, a live
 # cluster on this host, Molecule end to end.
 #   scripts/test.sh            everything
-#   scripts/test.sh lint|unit|preflight|vllm|gpu|cluster|molecule ...
+#   scripts/test.sh lint|unit|preflight|vllm|gpu|cluster|molecule|multihost ...
 # Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
 # host, as root: Python venv, Docker engine (through the docker_engine role),
 # the locally built Molecule platform image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm gpu cluster molecule); fi
+if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm gpu cluster molecule multihost); fi
 source scripts/lib/bootstrap.sh
 
 run_lint() {
@@ -76,6 +76,21 @@ run_molecule() {
   # Nothing of the test may outlive it: no container, no volume.
   local leftovers
   leftovers="$(docker ps -aq --filter label=owner=molecule; docker volume ls -q --filter name=ray-molecule-docker)"
+  [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
+}
+
+run_multihost() {
+  echo "== multihost (a cluster across three Docker-in-Docker hosts on one network, and a non-member)"
+  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  molecule/resources/build-platform-image.sh
+  local volumes=(ray-mh-head-docker ray-mh-worker1-docker ray-mh-worker2-docker)
+  docker volume rm -f "${volumes[@]}" >/dev/null 2>&1 || true
+  trap 'molecule destroy -s multihost >/dev/null 2>&1 || true; docker volume rm -f '"${volumes[*]}"' >/dev/null 2>&1 || true' EXIT
+  molecule test -s multihost
+  trap - EXIT
+  docker volume rm "${volumes[@]}" >/dev/null
+  local leftovers
+  leftovers="$(docker ps -aq --filter label=owner=molecule; docker network ls -q --filter name=ray-multihost)"
   [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
 }
 

@@ -168,3 +168,32 @@ def test_bad_redis_password(tmp_path, password, why):
                          r"at least 16 printable ASCII characters without spaces", r"openssl rand -hex 16")
     # The message names its length, never the password itself.
     assert password not in result.stdout + result.stderr
+
+
+# Clusters across hosts (host networking). Forced on one host, the same checks run.
+HOST_NET = ("-e", "ray_cluster_network_mode=host")
+
+
+def test_node_ip_not_an_address_of_the_host(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", "ray_cluster_node_ip=192.0.2.10")
+    assert_stopped_early(result, r"ray_cluster_node_ip of\s+localhost is '192.0.2.10', which is not an IP address of that host",
+                         r"Set ray_cluster_node_ip for localhost to the\s+address the other hosts")
+
+
+def test_overlapping_port_sets_on_one_host(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", "ray_cluster_worker_ports=300")
+    assert_stopped_early(result, r"localhost: the ports of ray-head \(20000-20305\) and ray-worker-1 \(20200-20505\) overlap",
+                         r"Every node on a host needs its own ports")
+
+
+def test_fixed_port_inside_a_port_set(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", "ray_cluster_ports_base=7900")
+    assert_stopped_early(result, r"localhost: Serve HTTP port 8000 lies in the ports of ray-head \(7900-8099\)")
+
+
+def test_bridge_network_across_hosts(tmp_path):
+    inventory = (f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\n"
+                 f"other-host ansible_host=127.0.0.1 {LOCAL}\n")
+    result = run_site(tmp_path, inventory, "-e", "ray_cluster_network_mode=bridge")
+    assert_stopped_early(result, r"not bridge for a cluster on 2 hosts\s+\(localhost, other-host\)",
+                         r"a Compose bridge network does not span hosts")

@@ -295,3 +295,36 @@ def test_recorded_ray_2_60_answer(dashboard, run_module, fake_time):
 
     failed = run_module(args(min_nodes=4))
     assert failed['failed'] and 'expected at least 4 alive nodes, found 3' in failed['msg']
+
+
+HOSTS = [dict(name='head01', address='172.18.0.2', nodes=1, gpus=0),
+         dict(name='cpu01', address='172.18.0.3', nodes=1, cpus=2),
+         dict(name='cpu02', address='172.18.0.4', nodes=1, cpus=2, gpus=0)]
+
+
+def test_per_host_expectations_and_summary(healthy, run_module):
+    r = run_module(args(min_nodes=3, hosts=HOSTS))
+    assert r['rc'] == 0
+    assert r['summary'][3:] == [
+        'host head01  172.18.0.2  1/1 nodes  CPU 1  GPU 0/0',
+        'host cpu01   172.18.0.3  1/1 nodes  CPU 2  GPU 0',
+        'host cpu02   172.18.0.4  1/1 nodes  CPU 2  GPU 0/0',
+        '3 nodes alive: 3 CPU hosts, 0 GPU hosts, 3 object-store hosts; 5 CPUs, 0 GPUs',
+    ]
+    assert r['msg'] == r['summary'][-1]
+    assert [h['ok'] for h in r['hosts']] == [True, True, True]
+
+
+def test_a_missing_host_is_named(healthy, run_module):
+    healthy.routes['GET /api/v0/nodes'] = cluster(drop_ips=['172.18.0.4'])
+    r = run_module(args(min_nodes=2, hosts=HOSTS))
+    assert r['failed']
+    assert 'cpu02 (172.18.0.4): expected at least 1 alive nodes, found 0' in r['msg']
+    assert 'cpu02 (172.18.0.4): expected at least 2 CPUs, found 0' in r['msg']
+    assert r['summary'][-2] == 'host cpu02   172.18.0.4  0/1 nodes  CPU 0  GPU 0/0  MISSING'
+
+
+def test_per_host_gpus_are_exact(healthy, run_module):
+    hosts = [dict(h, gpus=1) if h['name'] == 'cpu01' else h for h in HOSTS]
+    r = run_module(args(hosts=hosts))
+    assert r['failed'] and 'cpu01 (172.18.0.3): expected exactly 1 GPUs, found 0' in r['msg']
