@@ -9,8 +9,11 @@ in the README ("GPU hosts").
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -111,3 +114,46 @@ def test_no_driver_and_auto_gives_cpu_workers(tmp_path):
     assert re.search(words("No working NVIDIA driver"), out)
     assert gpu_layout(config(compose)) == {"ray-head": ([], 0), "ray-worker-1": ([], 0), "ray-worker-2": ([], 0)}
     assert "nvidia" not in compose.read_text()
+
+
+H100_UUID = "GPU-49d4094d-05a7-0f25-b696-e056d7da0aee"
+
+
+def test_hosts_each_get_their_own_workers(tmp_path):
+    """Three hosts: a head, a GPU host (the H100 answers recorded on the lent
+    device) and a CPU host with two workers. Host networking, pinned port sets
+    per host, GPUs per host in the health expectations."""
+    py = sys.executable
+    smi = fake_nvidia_smi(tmp_path, "h100-idle-query-gpu.txt")
+    common = f"ansible_connection=local ansible_python_interpreter={py} ray_cluster_node_ip=127.0.0.1"
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[ray_head]\nhead-host {common}\n[ray_workers]\n"
+                         f"gpu-host {common} ray_gpu_nvidia_smi={smi}\n"
+                         f"cpu-host {common} ray_gpus=[] ray_cluster_workers=2\n")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    result = subprocess.run([str(Path(py).with_name("ansible-playbook")), "-i", str(inventory),
+                             "tests/integration/render-hosts.yml", "-e", f"render_dir={tmp_path}",
+                             "-e", f"ray_project_dir={tmp_path / 'project'}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = ok(result)
+    assert re.search(words("1 of 1 GPUs chosen on gpu-host (0)"), out), out[-3000:]
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    assert expected["host_network"] is True
+    assert [(h["name"], h["nodes"], h["gpus"]) for h in expected["hosts"]] == \
+        [("head-host", 1, 0), ("gpu-host", 1, 1), ("cpu-host", 2, 0)]
+    assert expected["totals"]["nodes"] == 4 and expected["totals"]["gpus"] == 1
+
+    def flags(svc: dict) -> dict:
+        return dict(a[2:].split("=", 1) for a in svc["command"] if a.startswith("--") and "=" in a)
+
+    head, gpu, cpu = (config(tmp_path / f"{h}.compose.yaml") for h in ("head-host", "gpu-host", "cpu-host"))
+    assert gpu_layout(gpu) == {"ray-worker-1": ([H100_UUID], 1)}
+    assert gpu_layout(cpu) == {"ray-worker-1": ([], 0), "ray-worker-2": ([], 0)}
+    for cfg in (head, gpu, cpu):
+        assert all(s.get("network_mode") == "host" and not s.get("ports") for s in cfg["services"].values())
+    assert flags(head["services"]["ray-head"])["node-manager-port"] == "20000"
+    for cfg in (gpu, cpu):
+        for i, svc in enumerate(sorted(cfg["services"]), start=1):
+            f = flags(cfg["services"][svc])
+            assert f["address"] == "127.0.0.1:6379" and f["node-ip-address"] == "127.0.0.1"
+            assert f["node-manager-port"] == str(20000 + 200 * i), (svc, f)

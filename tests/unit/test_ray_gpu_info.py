@@ -41,6 +41,14 @@ def test_parse_recorded_h200():
     assert g.assess(gpus)[0]['usable'] is True
 
 
+def test_parse_recorded_h100():
+    gpus, problems = g.parse_gpus(text('h100-idle-query-gpu.txt'))
+    assert problems == []
+    assert [(x['index'], x['name'], x['memory_total_mib'], x['driver_version']) for x in gpus] == \
+        [(0, 'NVIDIA H100 80GB HBM3', 81559, '580.159.04')]
+    assert g.assess(gpus)[0]['usable'] is True
+
+
 def test_recorded_busy_h200_is_left_out_by_auto():
     gpus, _ = g.parse_gpus(text('h200-busy-query-gpu.txt'))
     apps = g.parse_apps(text('h200-busy-query-compute-apps.txt'))
