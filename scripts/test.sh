@@ -94,7 +94,11 @@ run_multihost() {
   [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
 }
 
+timings=()
 for stage in "${stages[@]}"; do
+  started=$SECONDS
   "run_$stage"
+  timings+=("$stage $((SECONDS - started)) s")
 done
 echo "all stages passed: ${stages[*]}"
+printf 'stage time: %s\n' "${timings[@]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +47,21 @@ def cluster_back(app: str = "echo-cpu", min_nodes: int = 3, new_node_ip: str | N
     proxies = {p["status"] for p in serve.get("proxies", {}).values() if p["status"] != "DRAINING"}
     return (len(nodes) >= min_nodes and serve["applications"].get(app, {}).get("status") == "RUNNING"
             and proxies == {"HEALTHY"})
+
+
+def wait_back(timeout: float, since: float | None = None, **back) -> float:
+    """Seconds from `since` (a time.monotonic(); default now) until cluster_back(**back) holds."""
+    start = time.monotonic() if since is None else since
+    while not cluster_back(**back):
+        if time.monotonic() - start >= timeout:
+            raise AssertionError(f"the cluster was not back within {timeout} s")
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
+def docker(*args: str, check: bool = True) -> str:
+    """docker's output; raises CalledProcessError on failure unless check is False."""
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=120).stdout
 
 
 def container_ip(name: str) -> str:

@@ -2,7 +2,7 @@
 
 Runs against the live cluster of the default inventory (scripts/test.sh's
 `cluster` stage, with echo-cpu deployed), after test_gcs_storage_off: it moves
-the cluster to Redis, checks that the password shows nowhere Docker shows,
+the cluster from no storage to Redis, checks that the password shows nowhere Docker shows,
 restarts the head, stops Redis for 30 s under requests, changes the password,
 and moves the cluster back to RocksDB.
 """
@@ -21,28 +21,15 @@ from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the s
 from test_vllm_flavour import ok
 
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, worker_proxies  # noqa: E402
+from faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, docker, wait_back, worker_proxies  # noqa: E402
 
 REDIS = ("-e", "ray_gcs_storage=redis")
 PASSWORD_FILE = Path("/opt/ray-cluster/secrets/redis_password")
 GCS_DIR = Path("/opt/ray-cluster/gcs/redis")
 
 
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=120).stdout
-
-
 def project_containers() -> list[str]:
     return docker("ps", "-a", "--filter", "label=com.docker.compose.project=ray", "--format", "{{.Names}}").split()
-
-
-def wait_back(timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if cluster_back():
-            return time.monotonic() - start
-        time.sleep(0.5)
-    raise AssertionError(f"the cluster was not back within {timeout} s")
 
 
 def test_move_to_redis_keeps_the_application():

@@ -2,8 +2,8 @@
 loses every Serve application, and site.yml deploys the recorded ones again.
 
 Runs against the live cluster of the default inventory (scripts/test.sh's
-`cluster` stage, with echo-cpu deployed), as the last test there: it turns
-fault tolerance off, then back on.
+`cluster` stage, with echo-cpu deployed): it turns fault tolerance off;
+test_gcs_redis.py then moves the cluster to Redis and back to RocksDB.
 """
 from __future__ import annotations
 
@@ -44,7 +44,3 @@ def test_head_restart_without_fault_tolerance_needs_the_record():
     ok(run_playbook("site.yml", *OFF))
     wait_for(lambda apps: "echo-cpu" in apps, 60, "echo-cpu deployed again")
 
-
-def test_fault_tolerance_back_on():
-    ok(run_playbook("site.yml"))
-    wait_for(lambda apps: "echo-cpu" in apps, 120, "echo-cpu with fault tolerance on again")

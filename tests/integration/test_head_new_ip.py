@@ -6,7 +6,6 @@ Runs against the live cluster of the default inventory (scripts/test.sh's
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 
@@ -14,13 +13,9 @@ from playbook_run import ROOT
 from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
 
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import RequestLoop, alive_nodes, cluster_back, container_ip, worker_proxies  # noqa: E402
+from faults import RequestLoop, alive_nodes, container_ip, docker, wait_back, worker_proxies  # noqa: E402
 
 SQUATTER = "ray-test-ip-squatter"
-
-
-def docker(*args: str, check: bool = True) -> str:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=120).stdout
 
 
 def test_head_with_a_new_ip_is_found(tmp_path):
@@ -41,10 +36,7 @@ def test_head_with_a_new_ip_is_found(tmp_path):
         docker("start", "ray-head")
         new_ip = container_ip("ray-head")
         assert new_ip != old_ip
-        while not cluster_back():
-            assert time.monotonic() - start < 120, "the cluster was not back within 120 s"
-            time.sleep(0.5)
-        back = time.monotonic() - start
+        back = wait_back(120, since=start)
     finally:
         docker("rm", "-f", SQUATTER, check=False)
     time.sleep(2)
