@@ -197,3 +197,20 @@ def test_bridge_network_across_hosts(tmp_path):
     result = run_site(tmp_path, inventory, "-e", "ray_cluster_network_mode=bridge")
     assert_stopped_early(result, r"not bridge for a cluster on 2 hosts\s+\(localhost, other-host\)",
                          r"a Compose bridge network does not span hosts")
+
+
+@pytest.mark.parametrize("extra, why", [
+    ({}, r"without a scheme \(got ''\)"),
+    ({"ray_image_registry": "https://registry.example.com/ray"}, r"\(got 'https://registry.example.com/ray'\)"),
+    ({"ray_image_registry": "registry.example.com:5000/ray", "ray_image_registry_username": "ci"},
+     r"must be set together or not at all"),
+])
+def test_bad_registry_settings(tmp_path, extra, why):
+    result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({"ray_image_distribution": "registry", **extra}))
+    assert_stopped_early(result, r"ray_image_distribution is registry on localhost, so ray_image_registry must name", why)
+
+
+def test_unknown_image_distribution(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_distribution=rsync")
+    # The role's argument spec names the choices.
+    assert_stopped_early(result, r"ray_image_distribution must be one of: copy, build, registry, got: rsync")
