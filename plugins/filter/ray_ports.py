@@ -56,6 +56,11 @@ def ray_port_list(ports):
     return [str(ports[name]) for name in SERVICES] + [f"{ports['min_worker']}-{ports['max_worker']}"]
 
 
+def ray_port_services(ports):
+    """A node's service ports alone, {service: port}, in Ray's order (no worker range)."""
+    return {name: ports[name] for name in SERVICES}
+
+
 def ray_port_args(ports):
     """The `ray start` options that pin a node's ports."""
     return [f"--{name.replace('_', '-')}-port={ports[name]}" for name in SERVICES] + [
@@ -96,4 +101,4 @@ class FilterModule:
     def filters(self):
         return {"ray_node_ports": ray_node_ports, "ray_port_overlaps": ray_port_overlaps,
                 "ray_port_list": ray_port_list, "ray_node_ports_at": ray_node_ports_at, "ray_port_nodes": ray_port_nodes,
-                "ray_port_args": ray_port_args}
+                "ray_port_args": ray_port_args, "ray_port_services": ray_port_services}

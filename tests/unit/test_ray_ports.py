@@ -20,6 +20,13 @@ def test_first_node_block():
     assert len(set(ports.values())) == len(ports)
 
 
+def test_service_ports_leave_out_the_worker_range():
+    ports = ray_ports.ray_node_ports(20000, 1, 200)
+    services = ray_ports.ray_port_services(ports)
+    assert list(services) == list(ray_ports.SERVICES)
+    assert list(services.values()) == list(range(20200, 20206))
+
+
 def test_second_node_on_a_host_does_not_collide():
     first, second = (ray_ports.ray_node_ports("20000", i, "200") for i in (0, 1))
     assert ray_ports.port_range(first)[1] < ray_ports.port_range(second)[0]
