@@ -44,7 +44,7 @@ run_gpu() {
 }
 
 run_cluster() {
-  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; faults: a head with a new IP, GCS storage off and in Redis)"
+  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; the image from an air-gapped archive; faults: a head with a new IP, GCS storage off and in Redis)"
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true' EXIT
   # A GCS storage directory the Ray user cannot write: the role fixes it.
   install -d -o root -g root -m 0755 /opt/ray-cluster/gcs
@@ -53,7 +53,7 @@ run_cluster() {
     || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
-    tests/integration/test_loadtest_interrupt.py
+    tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py
   # -s: they print what the faults looked like. Storage off and Redis come last: they switch storage.
   RAY_COMPOSE_LIVE=1 python -m pytest -q -s tests/integration/test_head_new_ip.py \
     tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
