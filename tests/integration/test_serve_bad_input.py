@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -130,3 +131,16 @@ def test_cluster_not_reachable():
 def test_bad_state():
     assert_stopped_early(run_serve("-e", "model=echo-cpu", "-e", "ray_serve_state=gone"),
                          r"value of ray_serve_state must be one of: present, absent, got: gone")
+
+
+def test_no_cluster_yet(tmp_path):
+    missing = ("-e", f"ray_auth_token_file={tmp_path / 'ray_auth_token'}")
+    assert_stopped_early(run_serve("-e", "model=echo-cpu", *missing),
+                         r"There is no cluster token at \S+ on localhost: the cluster has not been\s+created yet",
+                         r"ansible-playbook site\.yml")
+    # In check mode (as after site.yml --check on bare hosts) it says so and ends without failing.
+    result, before, after = run_serve("-e", "model=echo-cpu", "--check", *missing)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert re.search(r"Check mode: there is no cluster on localhost yet", out), out[-3000:]
+    assert after == before
