@@ -7,11 +7,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 wheels=$1; out=$2; mkdir -p "$out"
-python3 -m venv /tmp/gpu-check-venv && /tmp/gpu-check-venv/bin/pip install -q --no-index "$wheels"/*.whl || exit 1
-export PATH=/tmp/gpu-check-venv/bin:$PATH ANSIBLE_CONFIG=$PWD/ansible.cfg ANSIBLE_NOCOLOR=1
+. tests/device/venv.sh && device_venv "$wheels" || exit 1
 inv=$out/hosts.ini
 printf '[ray_head]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n[ray_workers]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n' \
-  "$(command -v python3)" "$(command -v python3)" > "$inv"
+  "$py" "$py" > "$inv"
 step() { echo "== $*"; }
 module() { ansible -i "$inv" localhost -m ray_gpu_info -a "$1"; echo "rc=$?"; }
 
@@ -34,7 +33,7 @@ ansible-playbook -i "$inv" "$out/detect.yml"; echo "rc=$?"
 step "ray_cluster: the Compose file for this host's GPUs"
 mkdir -p "$out/project/secrets" && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/project/secrets/ray_auth_token"
 ansible-playbook -i "$inv" tests/integration/render-compose.yml -e ray_project_dir="$out/project" -e ray_image_flavour=vllm; echo "rc=$?"
-sed -n '/ray-worker-1:/,/healthcheck:/p' "$out/project/compose.yaml"
+sed -n '/ray-worker-1:/,/healthcheck:/p' "$out/project/localhost.compose.yaml"
 
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   step "ray_gpu_info, auto, while another process holds 4 GiB on GPU 0"

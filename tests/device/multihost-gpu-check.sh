@@ -8,14 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 carry=$1; out=$2; mkdir -p "$out"
-# VENV: an existing one with Ansible (a dry run elsewhere), else one from the wheels.
-venv=${VENV:-/tmp/mh-gpu-venv}
-if [ ! -x "$venv/bin/ansible-playbook" ]; then
-  python3 -m venv "$venv" && "$venv/bin/pip" install -q --no-index "$carry"/*.whl || exit 1
-fi
-py=$venv/bin/python
-export PATH=$venv/bin:$PATH ANSIBLE_CONFIG=$PWD/ansible.cfg ANSIBLE_NOCOLOR=1 \
-  ANSIBLE_COLLECTIONS_PATH=$PWD/$carry/collections ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
+. tests/device/venv.sh && device_venv "$carry" || exit 1
 smi=${NVIDIA_SMI:-nvidia-smi}
 cat > "$out/hosts.ini" <<INI
 [ray_head]
@@ -26,7 +19,7 @@ cpu-host ansible_connection=local ansible_python_interpreter=$py ray_gpus=[] ray
 INI
 echo "== nvidia-smi -L"; "$smi" -L
 echo "== render every host's Compose file"
-ansible-playbook -i "$out/hosts.ini" tests/integration/render-hosts.yml -e render_dir="$out" -e ray_project_dir=/tmp/mh-project
+ansible-playbook -i "$out/hosts.ini" tests/integration/render-compose.yml -e render_dir="$out" -e ray_project_dir=/tmp/mh-project
 echo "rc=$?"
 cat "$out/expected.json"
 for host in head-host gpu-host cpu-host; do

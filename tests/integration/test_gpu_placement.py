@@ -9,10 +9,8 @@ in the README ("GPU hosts").
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,7 +39,7 @@ def render(tmp_path: Path, gpus_file: str | None, *extra: str, apps: str | None 
     (secrets / "ray_auth_token").write_text("0" * 64)
     smi = fake_nvidia_smi(tmp_path, gpus_file, apps)
     result = playbook(tmp_path, "tests/integration/render-compose.yml", "-e", f"ray_gpu_nvidia_smi={smi}", *extra)
-    return result, tmp_path / "project/compose.yaml"
+    return result, tmp_path / "project/localhost.compose.yaml"
 
 
 def config(compose: Path) -> dict:
@@ -126,15 +124,10 @@ def test_hosts_each_get_their_own_workers(tmp_path):
     py = sys.executable
     smi = fake_nvidia_smi(tmp_path, "h100-idle-query-gpu.txt")
     common = f"ansible_connection=local ansible_python_interpreter={py} ray_cluster_node_ip=127.0.0.1"
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text(f"[ray_head]\nhead-host {common}\n[ray_workers]\n"
-                         f"gpu-host {common} ray_gpu_nvidia_smi={smi}\n"
-                         f"cpu-host {common} ray_gpus=[] ray_cluster_workers=2\n")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    result = subprocess.run([str(Path(py).with_name("ansible-playbook")), "-i", str(inventory),
-                             "tests/integration/render-hosts.yml", "-e", f"render_dir={tmp_path}",
-                             "-e", f"ray_project_dir={tmp_path / 'project'}"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = playbook(tmp_path, "tests/integration/render-compose.yml", "-e", f"render_dir={tmp_path}",
+                      inventory_text=f"[ray_head]\nhead-host {common}\n[ray_workers]\n"
+                                     f"gpu-host {common} ray_gpu_nvidia_smi={smi}\n"
+                                     f"cpu-host {common} ray_gpus=[] ray_cluster_workers=2\n")
     out = ok(result)
     assert re.search(words("1 of 1 GPUs chosen on gpu-host (0)"), out), out[-3000:]
     expected = json.loads((tmp_path / "expected.json").read_text())

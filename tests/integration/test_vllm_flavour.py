@@ -45,9 +45,9 @@ def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def playbook(tmp_path: Path, path: str, *extra: str) -> subprocess.CompletedProcess:
+def playbook(tmp_path: Path, path: str, *extra: str, inventory_text: str = INVENTORY) -> subprocess.CompletedProcess:
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(INVENTORY)
+    inventory.write_text(inventory_text)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), path,
@@ -174,7 +174,7 @@ def render_compose(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedPro
     secrets.mkdir(parents=True)
     (secrets / "ray_auth_token").write_text("0" * 64)
     result = playbook(tmp_path, "tests/integration/render-compose.yml", *extra)
-    return result, tmp_path / "project/compose.yaml"
+    return result, tmp_path / "project/localhost.compose.yaml"
 
 
 def compose_images(compose: Path) -> set[str]:
