@@ -38,9 +38,9 @@ run_vllm() {
 }
 
 run_gpu() {
-  echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate)"
+  echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate; each host's image source, planned in check mode)"
   ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
-  python -m pytest -q tests/integration/test_gpu_placement.py
+  python -m pytest -q tests/integration/test_gpu_placement.py tests/integration/test_image_sources.py
 }
 
 run_cluster() {

@@ -210,6 +210,16 @@ def test_bad_registry_settings(tmp_path, extra, why):
     assert_stopped_early(result, r"ray_image_distribution is registry on localhost, so ray_image_registry must name", why)
 
 
+def test_two_registries(tmp_path):
+    pull = f"{LOCAL} ray_image_distribution=registry ray_image_registry"
+    inventory = (f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\n"
+                 f"host-a ansible_host=127.0.0.1 {pull}=a.example.com/ray\n"
+                 f"host-b ansible_host=127.0.0.1 {pull}=b.example.com/ray\n")
+    result = run_site(tmp_path, inventory)
+    assert_stopped_early(result, r"name different registries\s+\(host-a: a.example.com/ray, host-b: b.example.com/ray\)",
+                         r"Set ray_image_registry once for them")
+
+
 def test_unknown_image_distribution(tmp_path):
     result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_distribution=rsync")
     # The role's argument spec names the choices.
