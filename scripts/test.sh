@@ -52,10 +52,10 @@ run_cluster() {
   [ "$(stat -c '%u:%g %a' /opt/ray-cluster/gcs /opt/ray-cluster/gcs/rocksdb | sort -u)" = "1000:1000 700" ] \
     || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
-  RAY_COMPOSE_LIVE=1 python -m pytest -q tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
+  RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
     tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py
   # -s: they print what the faults looked like. Storage off and Redis come last: they switch storage.
-  RAY_COMPOSE_LIVE=1 python -m pytest -q -s tests/integration/test_head_new_ip.py \
+  RAY_COMPOSE_LIVE=1 python -m pytest -q -s --durations=5 tests/integration/test_head_new_ip.py \
     tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
