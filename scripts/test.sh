@@ -1,15 +1,38 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit tests, bad input, the vllm flavour, a live
 # cluster on this host, Molecule end to end.
-#   scripts/test.sh            everything
-#   scripts/test.sh lint|unit|preflight|vllm|gpu|cluster|molecule|multihost ...
+#   scripts/test.sh            everything: the short stages and the images
+#                              first, then the cluster stage and the two
+#                              Molecule scenarios side by side (lanes)
+#   scripts/test.sh STAGE ...  these stages, one after another; STAGE is one of
+#                              lint unit preflight images vllm gpu cluster molecule multihost
 # Sets up everything it needs on a fresh Debian 12/13 or Ubuntu 22.04/24.04
 # host, as root: Python venv, Docker engine (through the docker_engine role),
-# the locally built Molecule platform image.
+# the locally built images.
+# At the end, pass or fail, it prints each stage's time and the five slowest
+# tasks and tests. A guard stops the run after RAY_COMPOSE_TEST_DEADLINE
+# seconds (4800) and names the slowest stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$#" -gt 0 ]; then stages=("$@"); else stages=(lint unit preflight vllm gpu cluster molecule multihost); fi
 source scripts/lib/bootstrap.sh
+
+# One folder per run, shared with the lanes: stage times, task and test times
+# (plugins/callback/ray_compose_timings.py, tests/conftest.py), the image archives.
+if [ -z "${RAY_COMPOSE_TEST_RUN:-}" ]; then
+  RAY_COMPOSE_TEST_RUN="$(mktemp -d /var/tmp/ray-compose-test.XXXXXX)"
+  export RAY_COMPOSE_TEST_RUN RAY_COMPOSE_TIMINGS="$RAY_COMPOSE_TEST_RUN/tasks.tsv"
+  test_main=1
+fi
+# The images saved once by the images stage: the Molecule hosts load these and
+# the archive test uses ray.tar, so no lane reads an image tag another removes.
+images_dir="$RAY_COMPOSE_TEST_RUN/images"
+
+ensure_docker() {
+  # The CI host's own engine, installed and started by our own role, once a run.
+  [ -e "$RAY_COMPOSE_TEST_RUN/docker.done" ] && return 0
+  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  touch "$RAY_COMPOSE_TEST_RUN/docker.done"
+}
 
 run_lint() {
   echo "== lint"
@@ -26,20 +49,27 @@ run_unit() {
 }
 
 run_preflight() {
+  # Before any cluster holds the ports these cases check.
   echo "== preflight (bad input stops site.yml before any change)"
   python -m pytest -q tests/integration/test_bad_input.py
 }
 
+run_images() {
+  echo "== images (the Ray, Redis and Molecule platform images, built once for every stage and saved for the lanes)"
+  ensure_docker
+  ansible-playbook molecule/resources/images.yml -e "images_dir=$images_dir" >/dev/null
+  molecule/resources/build-platform-image.sh
+}
+
 run_vllm() {
   echo "== vllm flavour (its locks resolve; its Dockerfile builds on a stub base; its Compose file validates)"
-  # The CI host's own engine, installed and started by our own role.
-  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  ensure_docker
   python -m pytest -q tests/integration/test_vllm_flavour.py
 }
 
 run_gpu() {
   echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate; each host's image source, planned in check mode)"
-  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  ensure_docker
   python -m pytest -q tests/integration/test_gpu_placement.py tests/integration/test_image_sources.py
 }
 
@@ -53,7 +83,7 @@ run_cluster() {
     || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
-    tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py
+    tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py tests/integration/test_recorded_answers.py
   # -s: they print what the faults looked like. Storage off and Redis come last: they switch storage.
   RAY_COMPOSE_LIVE=1 python -m pytest -q -s --durations=5 tests/integration/test_head_new_ip.py \
     tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
@@ -65,8 +95,7 @@ run_cluster() {
 
 run_molecule() {
   echo "== molecule (end to end on a real Docker engine)"
-  # The CI host's own engine, installed and started by our own role.
-  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml
+  ensure_docker
   molecule/resources/build-platform-image.sh
   docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true
   trap 'molecule destroy >/dev/null 2>&1 || true; docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true' EXIT
@@ -75,13 +104,13 @@ run_molecule() {
   docker volume rm ray-molecule-docker >/dev/null
   # Nothing of the test may outlive it: no container, no volume.
   local leftovers
-  leftovers="$(docker ps -aq --filter label=owner=molecule; docker volume ls -q --filter name=ray-molecule-docker)"
+  leftovers="$(docker ps -aq --filter label=owner=molecule --filter name=ray-host; docker volume ls -q --filter name=ray-molecule-docker)"
   [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
 }
 
 run_multihost() {
   echo "== multihost (a cluster across three Docker-in-Docker hosts on one network, and a non-member)"
-  ansible-playbook -i molecule/resources/controller.ini playbooks/docker.yml >/dev/null
+  ensure_docker
   molecule/resources/build-platform-image.sh
   local volumes=(ray-mh-head-docker ray-mh-worker1-docker ray-mh-worker2-docker)
   docker volume rm -f "${volumes[@]}" >/dev/null 2>&1 || true
@@ -90,15 +119,98 @@ run_multihost() {
   trap - EXIT
   docker volume rm "${volumes[@]}" >/dev/null
   local leftovers
-  leftovers="$(docker ps -aq --filter label=owner=molecule; docker network ls -q --filter name=ray-multihost)"
+  leftovers="$(docker ps -aq --filter label=owner=molecule --filter name=mh-; docker network ls -q --filter name=ray-multihost)"
   [ -z "$leftovers" ] || { echo "molecule left these behind: $leftovers" >&2; return 1; }
 }
 
-timings=()
-for stage in "${stages[@]}"; do
-  started=$SECONDS
-  "run_$stage"
-  timings+=("$stage $((SECONDS - started)) s")
-done
-echo "all stages passed: ${stages[*]}"
-printf 'stage time: %s\n' "${timings[@]}"
+# Waits for a pid through signals that interrupt `wait`; returns its status.
+wait_pid() {
+  local rc
+  while :; do
+    wait "$1" && return 0 || rc=$?
+    kill -0 "$1" 2>/dev/null || return "$rc"
+  done
+}
+
+# A lane: its stages one after another, up to the first failure. Each stage
+# runs in a subshell of its own, so that `set -e` holds inside it and a
+# SIGTERM from the guard still runs its cleanup trap.
+run_stages() {
+  local stage rc
+  trap 'echo "stopped by the guard" >&2' TERM
+  for stage in "$@"; do
+    printf 'start\t%s\t%s\n' "$stage" "$(date +%s)" >> "$RAY_COMPOSE_TEST_RUN/stages.tsv"
+    ( trap 'exit 143' TERM; export RAY_COMPOSE_STAGE="$stage"; "run_$stage" ) &
+    wait_pid $! && rc=0 || rc=$?
+    printf 'end\t%s\t%s\t%s\n' "$stage" "$(date +%s)" "$rc" >> "$RAY_COMPOSE_TEST_RUN/stages.tsv"
+    [ "$rc" = 0 ] || { echo "stage $stage failed (exit $rc)" >&2; return "$rc"; }
+  done
+}
+
+if [ -z "${test_main:-}" ]; then
+  # A lane started by the main run below: its own session, so that the guard
+  # can stop all of it.
+  echo $$ > "$RAY_COMPOSE_TEST_RUN/lane-$1.pid"
+  shift
+  run_stages "$@"
+  exit
+fi
+
+# Pass or fail: the stage times (a stage still running when the guard hit shows
+# its time so far) and the five slowest tasks and tests of the whole run.
+report() {
+  local status=$?
+  [ -z "${guard_pid:-}" ] || kill -- "-$guard_pid" 2>/dev/null || true
+  echo
+  python3 scripts/lib/test_report.py "$RAY_COMPOSE_TEST_RUN" "${guard_hit:+$deadline}" || true
+  if [ -n "${guard_hit:-}" ]; then
+    echo "FAILED: the run passed the guard of ${deadline} s (RAY_COMPOSE_TEST_DEADLINE); CI stops at 5400 s" >&2
+    status=1
+  fi
+  rm -rf "$RAY_COMPOSE_TEST_RUN"
+  exit "$status"
+}
+trap report EXIT
+
+# Runs one lane per argument (a space-separated list of stages) side by side,
+# each line of output prefixed with the lane's first stage when there are several.
+run_lanes() {
+  local lane name pids=() names=() rc=0 i
+  for lane in "$@"; do
+    name="${lane%% *}"
+    # shellcheck disable=SC2086 # a lane is a list of stage names
+    { setsid "$0" "$name" $lane 2>&1; echo $? > "$RAY_COMPOSE_TEST_RUN/lane-$name.rc"; } \
+      | if [ "$#" -gt 1 ]; then sed -u "s/^/[$name] /"; else cat; fi &
+    pids+=($!) names+=("$name")
+  done
+  for i in "${!pids[@]}"; do
+    wait_pid "${pids[$i]}" || true
+    [ "$(cat "$RAY_COMPOSE_TEST_RUN/lane-${names[$i]}.rc" 2>/dev/null)" = 0 ] || rc=1
+  done
+  return "$rc"
+}
+
+deadline="${RAY_COMPOSE_TEST_DEADLINE:-4800}"
+guard_hit=
+stop_lanes() {
+  guard_hit=1
+  echo "guard: ${deadline} s passed; stopping every stage" >&2
+  local f
+  for f in "$RAY_COMPOSE_TEST_RUN"/lane-*.pid; do
+    kill -TERM -- "-$(cat "$f")" 2>/dev/null || true  # lanes that ended are gone already
+  done
+}
+trap stop_lanes USR1
+# Its own process group, so that the end of the run stops its sleep too.
+setsid bash -c 'sleep "$1"; kill -USR1 "$2"' guard "$deadline" $$ </dev/null >/dev/null 2>&1 &
+guard_pid=$!
+
+if [ "$#" -gt 0 ]; then
+  run_lanes "$*"
+else
+  # The preflight's port checks run before any cluster holds those ports;
+  # the images are built before any lane uses them.
+  run_lanes "preflight lint unit" "images" && \
+    run_lanes "vllm gpu cluster" "molecule multihost"
+fi
+echo "all stages passed"

@@ -25,3 +25,10 @@ def assert_failed_before(result: subprocess.CompletedProcess, first_change: str,
         assert re.search(message, out, re.S), f"expected {message!r} in:\n{out[-4000:]}"
     assert re.search(r"changed=0\b", out), out[-2000:]
     assert first_change not in out, out[-2000:]
+
+
+def pgrep(pattern: str) -> list[str]:
+    """`pgrep -af pattern`, in this PID namespace only: the Molecule lane's test host runs its own Locust."""
+    res = subprocess.run(["pgrep", "--ns", str(os.getpid()), "--nslist", "pid", "-af", pattern],
+                         capture_output=True, text=True)
+    return [line for line in res.stdout.splitlines() if "pgrep" not in line]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from playbook_run import ROOT, assert_failed_before, run_playbook
+from playbook_run import ROOT, assert_failed_before, pgrep, run_playbook
 from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
 
 
@@ -24,7 +24,7 @@ def run_loadtest(*extra: str) -> subprocess.CompletedProcess:
 
 def assert_no_load(result: subprocess.CompletedProcess, *messages: str) -> None:
     assert_failed_before(result, "Start Locust", *messages)
-    assert subprocess.run(["pgrep", "-f", "locust"], capture_output=True).returncode == 1, "a locust process runs"
+    assert pgrep("locust") == [], "a locust process runs"
 
 
 def test_application_missing():

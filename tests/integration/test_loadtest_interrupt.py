@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from playbook_run import ROOT, assert_failed_before, run_playbook
+from playbook_run import ROOT, assert_failed_before, pgrep, run_playbook
 from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
 
 RUNS = Path("/opt/ray-cluster/loadtest/runs")
@@ -28,8 +28,7 @@ PLAIN_LOAD = ("-e", "model=echo-cpu", "-e", "ray_loadtest_assert=false", "-e", "
 
 def load_processes() -> list[str]:
     """Command lines of the driver and Locust processes of any run."""
-    res = subprocess.run(["pgrep", "-af", str(RUNS)], capture_output=True, text=True)
-    return [line for line in res.stdout.splitlines() if "pgrep" not in line]
+    return pgrep(str(RUNS))
 
 
 def locust_running() -> bool:
