@@ -26,6 +26,9 @@ fi
 # The images saved once by the images stage: the Molecule hosts load these and
 # the archive test uses ray.tar, so no lane reads an image tag another removes.
 images_dir="$RAY_COMPOSE_TEST_RUN/images"
+if [ -f "$images_dir/ray.tar" ] && [ -f "$images_dir/redis.tar" ]; then
+  export RAY_COMPOSE_IMAGE_ARCHIVES="$images_dir"
+fi
 
 ensure_docker() {
   # The CI host's own engine, installed and started by our own role, once a run.
