@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit tests, bad input, the vllm flavour, a live
 # cluster on this host, Molecule end to end.
-#   scripts/test.sh            everything: the short stages and the images
+#   scripts/test.sh            everything: the short stages beside the images
 #                              first, then the cluster stage and the two
 #                              Molecule scenarios side by side (lanes)
 #   scripts/test.sh STAGE ...  these stages, one after another; STAGE is one of
@@ -214,6 +214,6 @@ else
   # The preflight's port checks run before any cluster holds those ports;
   # the images are built before any lane uses them.
   run_lanes "preflight lint unit" "images" && \
-    run_lanes "vllm gpu cluster" "molecule multihost"
+    run_lanes "vllm gpu cluster" "molecule" "multihost"
 fi
 echo "all stages passed"
