@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-def stages(run: Path, now: float) -> list[tuple[str, float, str]]:
+def stages(run: Path, now: float, guard_hit: bool = False) -> list[tuple[str, float, str]]:
     """(stage, seconds, outcome) in the order the stages started."""
     started: dict[str, float] = {}
     ended: dict[str, tuple[float, str]] = {}
@@ -28,7 +28,9 @@ def stages(run: Path, now: float) -> list[tuple[str, float, str]]:
     for name, at in started.items():
         if name in ended:
             end, rc = ended[name]
-            out.append((name, end - at, "passed" if rc == "0" else f"FAILED (exit {rc})"))
+            outcome = ("passed" if rc == "0" else "stopped by the guard" if guard_hit and rc == "143"
+                       else f"FAILED (exit {rc})")
+            out.append((name, end - at, outcome))
         else:
             out.append((name, now - at, "did not finish"))
     return out
@@ -43,7 +45,7 @@ def slowest(run: Path, count: int = 5) -> list[list[str]]:
 
 def main(run: Path, deadline: str = "") -> None:
     now = time.time()
-    times = stages(run, now)
+    times = stages(run, now, bool(deadline))
     print("stage times:")
     for name, seconds, outcome in times:
         print(f"  {name:<10} {seconds:6.0f} s  {outcome}")
