@@ -182,7 +182,8 @@ run_lanes() {
   for lane in "$@"; do
     name="${lane%% *}"
     # shellcheck disable=SC2086 # a lane is a list of stage names
-    { setsid "$0" "$name" $lane 2>&1; echo $? > "$RAY_COMPOSE_TEST_RUN/lane-$name.rc"; } \
+    # The pid file goes with the lane, so that the guard never signals a reused pid.
+    { setsid "$0" "$name" $lane 2>&1; echo $? > "$RAY_COMPOSE_TEST_RUN/lane-$name.rc"; rm -f "$RAY_COMPOSE_TEST_RUN/lane-$name.pid"; } \
       | if [ "$#" -gt 1 ]; then sed -u "s/^/[$name] /"; else cat; fi &
     pids+=($!) names+=("$name")
   done
