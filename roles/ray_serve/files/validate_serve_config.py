@@ -1,6 +1,6 @@
 """Validate a Serve config against the pinned Ray's own schema, strictly.
 
-Runs inside a Ray container: python3 validate_serve_config.py '<json>'.
+Runs inside a Ray container: python3 validate_serve_config.py '<json>' ['<architectures json>'].
 Ray's pydantic models ignore unknown fields (a misspelt `upscale_delay_secs`
 is accepted and silently does nothing), so after Ray's own validation every
 key is also checked against the model's fields. Prints one JSON line, last
@@ -71,7 +71,24 @@ def vllm_engine_fields():
     return {field.name for field in dataclasses.fields(AsyncEngineArgs)}
 
 
-def llm_checks(app, path, errors):
+def architecture_check(architectures, where, errors):
+    """A checkpoint (its config.json's `architectures`, read on a worker host) that this vLLM cannot load."""
+    if architectures is None:
+        return
+    try:
+        import vllm
+        from vllm.model_executor.models import ModelRegistry
+    except ImportError:
+        return
+    if not architectures:
+        errors.append(f"{where}: the model's config.json names no `architectures`, so vLLM cannot pick a model class")
+    elif not set(ModelRegistry.get_supported_archs()).intersection(architectures):
+        errors.append(f"{where}: the model is a {', '.join(architectures)} checkpoint, which vLLM "
+                      f"{vllm.__version__} cannot load (not in its model registry); serve a supported "
+                      "architecture, or pin a vLLM that supports it")
+
+
+def llm_checks(app, path, errors, architectures=None):
     """Check ray.serve.llm apps' autoscaling blocks, and LLMConfig where importable."""
     if not str(app.get("import_path", "")).startswith("ray.serve.llm:"):
         return
@@ -89,6 +106,7 @@ def llm_checks(app, path, errors):
                 errors.append(f"{where}: {plain(err)}")
             if LLMConfig.model_config.get("extra") != "forbid":
                 unknown_keys(LLMConfig, config, where, errors)
+        architecture_check(architectures, where, errors)
         engine_fields = vllm_engine_fields()
         kwargs = (config or {}).get("engine_kwargs") or {}
         if engine_fields and isinstance(kwargs, dict):
@@ -113,6 +131,8 @@ def plain(err):
 
 def main():
     config = json.loads(sys.argv[1])
+    # The `architectures` of the model's config.json, for ray.serve.llm apps with local weights.
+    architectures = json.loads(sys.argv[2]) if len(sys.argv) > 2 else None
     errors = []
     try:
         ServeDeploySchema.model_validate(config)
@@ -128,7 +148,7 @@ def main():
                 except ValidationError as err:
                     errors.append(f"applications[{index}].deployments[{dindex}]"
                                   f".autoscaling_config: {plain(err)}")
-        llm_checks(app, f"applications[{index}]", errors)
+        llm_checks(app, f"applications[{index}]", errors, architectures)
     print(json.dumps({"ok": not errors, "errors": errors}))
 
 
