@@ -42,5 +42,16 @@ if [ "$(cat .venv/.requirements 2>/dev/null)" != "$bootstrap_stamp" ]; then
   echo "$bootstrap_stamp" > .venv/.requirements
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+# The README's commands (`ansible-playbook serve.yml ...`) must work in any new
+# shell: link the venv's entry points into /usr/local/bin. A name that another
+# installation owns (a file, or a link outside a .venv) is left alone.
+for bootstrap_tool in ansible ansible-playbook ansible-galaxy ansible-doc ansible-inventory ansible-lint molecule; do
+  bootstrap_link="/usr/local/bin/$bootstrap_tool"
+  if [ ! -e "$bootstrap_link" ] && [ ! -L "$bootstrap_link" ] || [[ "$(readlink "$bootstrap_link")" == */.venv/bin/"$bootstrap_tool" ]]; then
+    [ "$(readlink "$bootstrap_link")" = "$PWD/.venv/bin/$bootstrap_tool" ] || ln -sfn "$PWD/.venv/bin/$bootstrap_tool" "$bootstrap_link"
+  else
+    echo "bootstrap: $bootstrap_link belongs to another installation; run this project's with $PWD/.venv/bin/$bootstrap_tool" >&2
+  fi
+done
 # Collections come bundled with the pinned `ansible`; this only checks them.
 ansible-galaxy collection install -r requirements.yml >/dev/null
