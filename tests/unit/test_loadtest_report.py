@@ -214,3 +214,77 @@ def test_cli_names_the_bad_input(tmp_path, damage, words):
     assert result.returncode == 2 and result.stdout == ''
     assert words.format(d=run_dir) in result.stderr
     assert not (run_dir / 'verdict.json').exists()
+
+
+# --- the figures LLM users read (llm_requests.csv from the streaming locustfile) ---
+
+def llm_rows(*rows):
+    """(seconds since load start, ttft ms, itl ms, tokens) -> rows as read_llm returns them."""
+    return [dict(time=START + t, latency_ms=1000.0, ttft_ms=ttft, itl_ms=itl, output_tokens=tokens)
+            for t, ttft, itl, tokens in rows]
+
+
+def test_llm_summary_counts_only_answers_that_ended_during_the_load():
+    rows = llm_rows(*[(t, 100.0 + t, 10.0, 30) for t in range(0, 60, 2)], (-1, 1.0, 1.0, 999), (61, 1.0, 1.0, 999))
+    llm = make_report.llm_summary(rows, events())
+    # 30 answers of 30 tokens in the 60 s load; ttft 100..158 ms.
+    assert llm == {'answers': 30, 'output_tokens': 900, 'output_tokens_per_s': 15.0, 'ttft_p50_ms': 128.0,
+                   'ttft_p95_ms': 156.0, 'itl_p50_ms': 10.0, 'itl_p95_ms': 10.0}
+    assert make_report.llm_summary([], events()) is None
+
+
+def test_llm_percentiles_skip_answers_without_the_figure():
+    rows = llm_rows((1, None, None, 1), (2, 50.0, None, 1), (3, 70.0, 5.0, 2))
+    llm = make_report.llm_summary(rows, events())
+    assert (llm['ttft_p50_ms'], llm['ttft_p95_ms'], llm['itl_p50_ms']) == (50.0, 70.0, 5.0)
+
+
+def test_llm_buckets_per_ten_seconds_with_the_replicas_then():
+    rows = llm_rows((1, 100.0, 10.0, 20), (2, 300.0, 30.0, 20), (15, 50.0, 5.0, 40))
+    buckets = make_report.llm_buckets(rows, TIMELINE, events())
+    assert buckets[0] == {'elapsed_s': 5.0, 'requests_per_s': 0.2, 'output_tokens_per_s': 4.0, 'ttft_p50_ms': 100.0,
+                          'itl_p50_ms': 10.0, 'running_replicas': 1}
+    assert buckets[1]['output_tokens_per_s'] == 4.0 and buckets[1]['ttft_p50_ms'] == 50.0
+    assert buckets[2]['requests_per_s'] == 0 and buckets[2]['ttft_p50_ms'] is None
+    assert buckets[2]['running_replicas'] == 2  # running max at 20 s
+    assert len(buckets) == 10  # up to back at min, 90 s after the start
+
+
+def test_figure_with_streamed_answers_has_tokens_and_ttft_panels():
+    history = [dict(time=START + t, users=4, rps=t, fps=0.0, p50=12.0, p95=20.0) for t in range(60)]
+    buckets = make_report.llm_buckets(llm_rows((1, 100.0, 10.0, 20), (15, 50.0, 5.0, 40)), TIMELINE, events())
+    fig = make_report.build_figure(history, TIMELINE, events(), 'title', buckets=buckets)
+    assert [ax.get_ylabel() for ax in fig.axes] == ['users', 'requests/s', 'latency (ms)', 'output tokens/s',
+                                                   'TTFT / ITL (ms)', 'replicas']
+    assert list(fig.axes[3].lines[0].get_ydata()[:2]) == [2.0, 4.0]
+    assert [line.get_label() for line in fig.axes[4].lines[:2]] == ['time to first token p50', 'inter-token latency p50']
+    assert [line.get_label() for line in fig.axes[5].lines[:2]] == ['target', 'running']
+
+
+def test_cli_reports_the_llm_figures(tmp_path):
+    run_dir = tmp_path / 'run'
+    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
+    ev = json.loads((run_dir / 'events.json').read_text())
+    lines = ['time,latency_ms,ttft_ms,itl_ms,output_tokens']
+    lines += ['%.3f,900.0,%.1f,12.5,16' % (ev['load_start'] + 0.5 + i * 0.5, 100 + i) for i in range(19)]
+    (run_dir / 'llm_requests.csv').write_text('\n'.join(lines) + '\n')
+    result = run_cli(run_dir, '--app', APP)
+    assert result.returncode == 0, result.stderr
+    v = json.loads((run_dir / 'verdict.json').read_text())
+    assert v['llm']['answers'] == 19 and v['llm']['ttft_p50_ms'] == 109.0 and v['llm']['itl_p50_ms'] == 12.5
+    assert v['llm']['output_tokens_per_s'] == round(19 * 16 / (ev['load_end'] - ev['load_start']), 1)
+    summary = (run_dir / 'summary.md').read_text()
+    assert '| Time to first token p50 / p95 | 109 ms / 118 ms | |' in summary
+    assert '| Output tokens/s (mean over the load) | %s | |' % make_report.fmt(v['llm']['output_tokens_per_s']) in summary
+    timeline = (run_dir / 'llm_timeline.csv').read_text().splitlines()
+    assert timeline[0] == 'elapsed_s,requests_per_s,output_tokens_per_s,ttft_p50_ms,itl_p50_ms,running_replicas'
+    assert png_size(run_dir / 'timeline.png') == (1000, 1500)
+
+
+def test_cli_without_streamed_answers_has_no_llm_figures(tmp_path):
+    run_dir = tmp_path / 'run'
+    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
+    result = run_cli(run_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['llm'] is None
+    assert not (run_dir / 'llm_timeline.csv').exists()

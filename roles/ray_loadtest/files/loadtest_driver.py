@@ -20,6 +20,7 @@ Files in --out DIR:
   progress.json    rewritten every interval (see Driver.progress)
   events.json      written once at the end (see events_record)
   locust_*.csv, report.html   locust's own output (--csv DIR/locust)
+  llm_requests.csv the locustfile's row per streamed answer (TTFT, ITL, tokens)
 
 Exit codes of `run`: 0 the run completed (whether or not the app scaled:
 judging is the caller's job), 1 aborted (dead-man switch, signal, error),
@@ -222,10 +223,12 @@ def locust_command(locust, locustfile, *, users, spawn_rate, run_time, host, out
             "--stop-timeout", "5"]
 
 
-def locust_env(base, *, model, prompts, max_tokens):
+def locust_env(base, *, model, prompts, max_tokens, llm_csv=None):
     env = dict(base)
     env.update({"LOADTEST_MODEL": model, "LOADTEST_PROMPTS": json.dumps(prompts),
                 "LOADTEST_MAX_TOKENS": str(int(max_tokens)), "PYTHONUNBUFFERED": "1"})
+    if llm_csv:
+        env["LOADTEST_LLM_CSV"] = llm_csv
     return env
 
 
@@ -508,7 +511,7 @@ class Driver:
                              spawn_rate=self.a.spawn_rate, run_time=self.a.run_time,
                              host=self.a.host.rstrip("/"), out=self.out)
         env = locust_env(os.environ, model=self.a.model, prompts=self.prompts,
-                         max_tokens=self.a.max_tokens)
+                         max_tokens=self.a.max_tokens, llm_csv=self.path("llm_requests.csv"))
         self.log("starting: " + " ".join(cmd))
         logf = open(self.path("locust.log"), "w")
         try:

@@ -5,9 +5,11 @@
         [--users N] [--spawn-rate R] [--run-time S]
 
 DIR holds what the driver wrote on the head host: Locust's CSVs (locust_stats.csv,
-locust_stats_history.csv), report.html, timeline.csv and events.json. Writes
-timeline.png, summary.md and verdict.json into DIR and prints verdict.json as one
-line. Exits 0 whatever the verdict (the playbook asserts on it); 2 when an input is
+locust_stats_history.csv), report.html, timeline.csv, events.json and, from the
+locustfile, llm_requests.csv (one row per streamed answer). Writes timeline.png,
+summary.md, verdict.json and llm_timeline.csv (per 10 s: requests/s, output
+tokens/s, time to first token, inter-token latency, replicas) into DIR and prints
+verdict.json as one line. Exits 0 whatever the verdict (the playbook asserts on it); 2 when an input is
 missing or unreadable, naming the file.
 """
 from __future__ import annotations
@@ -27,6 +29,12 @@ STATS = 'locust_stats.csv'
 HISTORY = 'locust_stats_history.csv'
 TIMELINE = 'timeline.csv'
 EVENTS = 'events.json'
+LLM = 'llm_requests.csv'
+LLM_TIMELINE = 'llm_timeline.csv'
+LLM_COLUMNS = ['time', 'latency_ms', 'ttft_ms', 'itl_ms', 'output_tokens']
+LLM_TIMELINE_COLUMNS = ['elapsed_s', 'requests_per_s', 'output_tokens_per_s', 'ttft_p50_ms', 'itl_p50_ms',
+                        'running_replicas']
+BUCKET_S = 10
 TIMELINE_COLUMNS = ['time', 'elapsed_s', 'phase', 'app_status', 'deployment_status',
                     'target_replicas', 'running_replicas', 'other_replicas']
 # Seconds a new replica may take to start once Serve has decided on it: a replica RUNNING
@@ -99,6 +107,71 @@ def read_timeline(path):
                  'target': number(r['target_replicas']), 'running': number(r['running_replicas'])} for r in rows]
     except ValueError as e:
         raise InputError('%s: bad row: %s' % (path, e))
+
+
+def read_llm(path):
+    """The locustfile's rows, one per streamed answer; [] when the run has none (an older locustfile)."""
+    if not os.path.exists(path):
+        return []
+    rows = read_csv(path, LLM_COLUMNS)
+    try:
+        return [{'time': float(r['time']), 'latency_ms': number(r['latency_ms']), 'ttft_ms': number(r['ttft_ms']),
+                 'itl_ms': number(r['itl_ms']), 'output_tokens': int(r['output_tokens'])} for r in rows]
+    except ValueError as e:
+        raise InputError('%s: bad row: %s' % (path, e))
+
+
+def percentile(values, q):
+    """The nearest-rank q-th percentile of the values that are not None; None if there are none."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return values[max(0, math.ceil(q / 100 * len(values)) - 1)]
+
+
+def llm_summary(rows, events):
+    """What LLM users read, over the answers that ended during the load: time to first token and
+    inter-token latency (p50, p95, ms) and output tokens per second."""
+    start, end = events['load_start'], events['load_end']
+    during = [r for r in rows if start <= r['time'] <= end]
+    if not during:
+        return None
+    tokens = sum(r['output_tokens'] for r in during)
+
+    def ms(value):
+        return None if value is None else round(value, 1)
+    return {'answers': len(during), 'output_tokens': tokens,
+            'output_tokens_per_s': round(tokens / max(end - start, 1e-9), 1),
+            'ttft_p50_ms': ms(percentile([r['ttft_ms'] for r in during], 50)),
+            'ttft_p95_ms': ms(percentile([r['ttft_ms'] for r in during], 95)),
+            'itl_p50_ms': ms(percentile([r['itl_ms'] for r in during], 50)),
+            'itl_p95_ms': ms(percentile([r['itl_ms'] for r in during], 95))}
+
+
+def llm_buckets(rows, timeline, events):
+    """Per BUCKET_S seconds since the load start: LLM_TIMELINE_COLUMNS (running replicas: the last sample)."""
+    start = events['load_start']
+    last = max([r['time'] for r in rows] + [r['time'] for r in timeline] + [events['load_end']])
+    buckets = []
+    for i in range(int((last - start) // BUCKET_S) + 1):
+        lo, hi = start + i * BUCKET_S, start + (i + 1) * BUCKET_S
+        inside = [r for r in rows if lo <= r['time'] < hi]
+        running = [r['running'] for r in timeline if r['time'] < hi and r['running'] is not None]
+        buckets.append({'elapsed_s': i * BUCKET_S + BUCKET_S / 2,
+                        'requests_per_s': round(len(inside) / BUCKET_S, 2),
+                        'output_tokens_per_s': round(sum(r['output_tokens'] for r in inside) / BUCKET_S, 1),
+                        'ttft_p50_ms': percentile([r['ttft_ms'] for r in inside], 50),
+                        'itl_p50_ms': percentile([r['itl_ms'] for r in inside], 50),
+                        'running_replicas': running[-1] if running else None})
+    return buckets
+
+
+def write_llm_timeline(path, buckets):
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(LLM_TIMELINE_COLUMNS)
+        for b in buckets:
+            w.writerow(['' if b[k] is None else b[k] for k in LLM_TIMELINE_COLUMNS])
 
 
 def read_events(path):
@@ -196,12 +269,14 @@ def fmt(value, unit=''):
     return ('%d' % value if float(value).is_integer() else '%.1f' % value) + unit
 
 
-def build_figure(history, timeline, events, title, subtitle=''):
-    """Four panels over seconds since load start: users, requests/s, latency, replicas."""
+def build_figure(history, timeline, events, title, subtitle='', buckets=None):
+    """Panels over seconds since load start: users, requests/s, latency, replicas; with streamed
+    answers (buckets) also output tokens/s and time to first token / inter-token latency."""
     start = events['load_start']
-    fig = Figure(figsize=(10, 10), dpi=100, layout='constrained')
+    labels = PANEL_LABELS[:3] + (['output tokens/s', 'TTFT / ITL (ms)'] if buckets else []) + PANEL_LABELS[3:]
+    fig = Figure(figsize=(10, 2.5 * len(labels)), dpi=100, layout='constrained')
     FigureCanvasAgg(fig)
-    axes = fig.subplots(4, 1, sharex=True)
+    axes = fig.subplots(len(labels), 1, sharex=True)
     hx = [h['time'] - start for h in history]
 
     def series(key, skip_zero=False):
@@ -214,16 +289,25 @@ def build_figure(history, timeline, events, title, subtitle=''):
     axes[1].plot(hx, series('fps'), label='failures/s', color='tab:red')
     axes[2].plot(hx, series('p50', True), label='p50', color='tab:blue')
     axes[2].plot(hx, series('p95', True), label='p95', color='tab:red')
+    if buckets:
+        bx = [b['elapsed_s'] for b in buckets]
+
+        def column(key):
+            return [math.nan if b[key] is None else b[key] for b in buckets]
+        axes[3].plot(bx, column('output_tokens_per_s'), color='tab:blue', marker='.')
+        axes[4].plot(bx, column('ttft_p50_ms'), label='time to first token p50', color='tab:blue', marker='.')
+        axes[4].plot(bx, column('itl_p50_ms'), label='inter-token latency p50', color='tab:red', marker='.')
+    replicas = axes[-1]
     tx = [r['time'] - start for r in timeline]
     for key, label, color in (('target', 'target', 'tab:orange'), ('running', 'running', 'tab:green')):
-        axes[3].step(tx, [math.nan if r[key] is None else r[key] for r in timeline], where='post',
-                     label=label, color=color)
-    axes[3].yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[3].set_ylim(min(0, events['min_replicas']) - 0.2, events['max_replicas'] + 0.5)
-    axes[3].set_xlabel('seconds since load start')
+        replicas.step(tx, [math.nan if r[key] is None else r[key] for r in timeline], where='post',
+                      label=label, color=color)
+    replicas.yaxis.set_major_locator(MaxNLocator(integer=True))
+    replicas.set_ylim(min(0, events['min_replicas']) - 0.2, events['max_replicas'] + 0.5)
+    replicas.set_xlabel('seconds since load start')
 
     marks = []
-    for ax, label in zip(axes, PANEL_LABELS):
+    for ax, label in zip(axes, labels):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -259,12 +343,21 @@ def write_summary(verdict, title, run_dir, notes):
                   fmt(reaction['load_start_to_replica_running_s'], ' s'), goal(goals.get('upscale_s'))),
               '| Load end → back at min replicas | %s | %s |' % (
                   fmt(reaction['load_end_to_back_at_min_s'], ' s'), goal(goals.get('downscale_s')))]
+    llm = verdict.get('llm')
+    if llm:
+        lines += ['| Time to first token p50 / p95 | %s / %s | |' % (fmt(llm['ttft_p50_ms'], ' ms'),
+                                                                  fmt(llm['ttft_p95_ms'], ' ms')),
+                  '| Inter-token latency p50 / p95 | %s / %s | |' % (fmt(llm['itl_p50_ms'], ' ms'),
+                                                                  fmt(llm['itl_p95_ms'], ' ms')),
+                  '| Output tokens/s (mean over the load) | %s | |' % fmt(llm['output_tokens_per_s'])]
     if notes:
         lines += [''] + ['Note: ' + n for n in notes]
     lines += ['', 'Files:']
     for name, what in (('report.html', "Locust's report"), (STATS, "Locust's totals"),
                        (HISTORY, "Locust's per-second history"), (TIMELINE, "Serve's replicas, sampled"),
                        ('timeline.png', 'the figure'), (EVENTS, "the driver's events"),
+                       (LLM, 'each streamed answer: latency, time to first token, inter-token latency, tokens'),
+                       (LLM_TIMELINE, 'per 10 s: requests/s, output tokens/s, TTFT, ITL, replicas'),
                        ('verdict.json', 'this verdict')):
         there = os.path.exists(os.path.join(run_dir, name))
         lines.append('- [%s](%s): %s%s' % (name, name, what, '' if there else ' (missing)'))
@@ -297,12 +390,17 @@ def main(argv=None):
         stats = read_stats(os.path.join(d, STATS))
         history = read_history(os.path.join(d, HISTORY))
         timeline = read_timeline(os.path.join(d, TIMELINE))
+        llm_rows = read_llm(os.path.join(d, LLM))
     except InputError as e:
         print('make_report: %s' % e, file=sys.stderr)
         return 2
 
     verdict = compute_verdict(events, stats, timeline, args.max_failure_ratio, args.upscale_delay,
                               args.downscale_delay, args.app)
+    verdict['llm'] = llm_summary(llm_rows, events)
+    buckets = llm_buckets(llm_rows, timeline, events) if llm_rows else None
+    if buckets:
+        write_llm_timeline(os.path.join(d, LLM_TIMELINE), buckets)
     title = args.title or 'Serve autoscaling load test' + (': ' + args.app if args.app else '')
     # What was asked for where given, else what the run shows.
     users = args.users if args.users is not None else max((h['users'] for h in history), default=0)
@@ -316,7 +414,7 @@ def main(argv=None):
         notes.append('%d of %d samples of Serve status failed; the replica timeline has gaps.'
                      % (events['sample_errors'], events.get('samples') or 0))
 
-    build_figure(history, timeline, events, title, subtitle).savefig(os.path.join(d, 'timeline.png'))
+    build_figure(history, timeline, events, title, subtitle, buckets).savefig(os.path.join(d, 'timeline.png'))
     with open(os.path.join(d, 'verdict.json'), 'w') as f:
         json.dump(verdict, f, indent=2)
         f.write('\n')
