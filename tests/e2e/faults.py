@@ -88,11 +88,12 @@ def worker_proxies(names=("ray-worker-1", "ray-worker-2")) -> list[str]:
 class RequestLoop:
     """request_loop.py in the background; stop() returns its counts."""
 
-    def __init__(self, stop_file: Path, urls: list[str], model: str = "echo-cpu", max_seconds: int = 400):
+    def __init__(self, stop_file: Path, urls: list[str], model: str = "echo-cpu", max_seconds: int = 400,
+                 timeout: float = 10):
         self.stop_file = Path(stop_file)
         self.stop_file.unlink(missing_ok=True)
         self.process = subprocess.Popen([sys.executable, str(LOOP), f"--stop={self.stop_file}", f"--model={model}",
-                                         f"--max-seconds={max_seconds}", *urls], stdout=subprocess.PIPE, text=True)
+                                         f"--max-seconds={max_seconds}", f"--timeout={timeout}", *urls], stdout=subprocess.PIPE, text=True)
 
     def stop(self) -> dict:
         self.stop_file.touch()

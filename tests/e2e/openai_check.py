@@ -1,16 +1,39 @@
 """Talk to a Serve endpoint with the official OpenAI client, as a user would.
 
-    python openai_check.py BASE_URL MODEL
+    python openai_check.py BASE_URL MODEL [--stream]
 
-Lists the models, asks for one chat completion and prints a JSON line with
-what came back. Exits non-zero when the model is not listed or the answer is
-empty.
+Lists the models, asks for one chat completion and, with --stream, streams
+one more, timing its first token. Prints a JSON line with what came back.
+Exits non-zero when the model is not listed, an answer is empty, or the
+stream does not come in several chunks that end with a finish reason.
 """
 
 import json
 import sys
+import time
 
 from openai import OpenAI
+
+
+def stream_chat(client, model):
+    """Chunks, text, finish reason, time to first token (ms) and usage of one streamed chat."""
+    start = time.monotonic()
+    first, chunks, text, finish, usage = None, 0, "", None, None
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "stream from the e2e test"}], max_tokens=24,
+        stream=True, stream_options={"include_usage": True})
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            if choice.delta.content:
+                if first is None:
+                    first = time.monotonic()
+                chunks += 1
+                text += choice.delta.content
+            finish = choice.finish_reason or finish
+    ttft = None if first is None else round((first - start) * 1000, 1)
+    return {"chunks": chunks, "text": text, "finish_reason": finish, "ttft_ms": ttft, "completion_tokens": usage}
 
 
 def main():
@@ -20,9 +43,15 @@ def main():
     answer = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "ping from the e2e test"}], max_tokens=16)
     content = answer.choices[0].message.content or ""
-    print(json.dumps({"models": models, "content": content, "model": answer.model}))
+    result = {"models": models, "content": content, "model": answer.model}
+    if "--stream" in sys.argv[3:]:
+        result["stream"] = stream_chat(client, model)
+    print(json.dumps(result))
     if model not in models or not content:
         sys.exit(f"expected {model!r} in {models} and a non-empty answer, got {content!r}")
+    stream = result.get("stream")
+    if stream is not None and (stream["chunks"] < 2 or not stream["text"] or stream["finish_reason"] is None):
+        sys.exit(f"expected a stream of several chunks ending with a finish reason, got {stream}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ import urllib.error
 import urllib.request
 
 
-def one(url, model, timeout):
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}]}).encode()
+def one(url, model, timeout, max_tokens):
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}],
+                       "max_tokens": max_tokens}).encode()
     req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body,
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -42,6 +43,8 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--max-seconds", type=float, default=300)
     p.add_argument("--timeout", type=float, default=10)
+    # An LLM answers up to its context length without it.
+    p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--pause", type=float, default=0.05)
     p.add_argument("--down-seconds", type=float, default=2)
     p.add_argument("urls", nargs="+")
@@ -68,7 +71,7 @@ def main():
         i += 1
         t = now - start
         try:
-            one(url, a.model, a.timeout)
+            one(url, a.model, a.timeout, a.max_tokens)
             stats[url]["ok"] += 1
         except Exception as e:  # every failure counts, whatever its kind
             stats[url]["failed"] += 1

@@ -10,11 +10,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess:
+def run_playbook(playbook: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """ansible-playbook from this venv, with the project's ansible.cfg and plain output."""
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), playbook, *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_failed_before(result: subprocess.CompletedProcess, first_change: str, *messages: str) -> None:

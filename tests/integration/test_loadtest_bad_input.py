@@ -63,6 +63,11 @@ def test_locust_setting_not_positive(setting, value):
                    rf"{setting} is '{re.escape(value)}'", r"must be positive whole\s+numbers")
 
 
+def test_negative_think_time():
+    assert_no_load(run_loadtest("-e", "model=echo-cpu", "-e", "ray_loadtest_wait_s=-1"),
+                   r"ray_loadtest_wait_s is '-1'; it must be a number of seconds, 0 or more")
+
+
 @pytest.mark.parametrize("root, why", [
     ("/dev/null/reports", "its parent is missing or not writable"),
     ("/dev/null", "not a writable directory"),

@@ -605,3 +605,10 @@ def test_run_counts_failed_samples(tmp_path, fake_locust):
     assert 'sample failed' in open(os.path.join(out, 'driver.log')).read()
     with open(os.path.join(out, 'timeline.csv')) as f:
         assert f.read().strip() == ','.join(drv.TIMELINE_COLUMNS)
+
+
+def test_locust_env_carries_what_the_locustfile_reads():
+    env = drv.locust_env({'PATH': '/bin'}, model='m', prompts=['p'], max_tokens=8, llm_csv='/run/llm.csv', wait_s=1.5)
+    assert env == {'PATH': '/bin', 'LOADTEST_MODEL': 'm', 'LOADTEST_PROMPTS': '["p"]', 'LOADTEST_MAX_TOKENS': '8',
+                   'LOADTEST_WAIT_S': '1.5', 'LOADTEST_LLM_CSV': '/run/llm.csv', 'PYTHONUNBUFFERED': '1'}
+    assert drv.locust_env({}, model='m', prompts=[], max_tokens=1)['LOADTEST_WAIT_S'] == '0'

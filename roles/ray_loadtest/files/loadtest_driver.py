@@ -223,10 +223,11 @@ def locust_command(locust, locustfile, *, users, spawn_rate, run_time, host, out
             "--stop-timeout", "5"]
 
 
-def locust_env(base, *, model, prompts, max_tokens, llm_csv=None):
+def locust_env(base, *, model, prompts, max_tokens, llm_csv=None, wait_s=0.0):
     env = dict(base)
     env.update({"LOADTEST_MODEL": model, "LOADTEST_PROMPTS": json.dumps(prompts),
-                "LOADTEST_MAX_TOKENS": str(int(max_tokens)), "PYTHONUNBUFFERED": "1"})
+                "LOADTEST_MAX_TOKENS": str(int(max_tokens)), "LOADTEST_WAIT_S": f"{float(wait_s):g}",
+                "PYTHONUNBUFFERED": "1"})
     if llm_csv:
         env["LOADTEST_LLM_CSV"] = llm_csv
     return env
@@ -511,7 +512,8 @@ class Driver:
                              spawn_rate=self.a.spawn_rate, run_time=self.a.run_time,
                              host=self.a.host.rstrip("/"), out=self.out)
         env = locust_env(os.environ, model=self.a.model, prompts=self.prompts,
-                         max_tokens=self.a.max_tokens, llm_csv=self.path("llm_requests.csv"))
+                         max_tokens=self.a.max_tokens, llm_csv=self.path("llm_requests.csv"),
+                         wait_s=self.a.wait_s)
         self.log("starting: " + " ".join(cmd))
         logf = open(self.path("locust.log"), "w")
         try:
@@ -758,6 +760,7 @@ def build_parser():
     r.add_argument("--run-time", type=int, required=True, help="seconds")
     r.add_argument("--prompts", required=True, help="JSON list of prompts")
     r.add_argument("--max-tokens", type=int, required=True)
+    r.add_argument("--wait-s", type=float, default=0.0, help="think time of each user between requests")
     r.add_argument("--dashboard", required=True, help="Ray dashboard base URL")
     r.add_argument("--token-file", default="", help="Ray auth token file ('' for none)")
     r.add_argument("--app", required=True, help="Serve application name")
