@@ -2,6 +2,7 @@
 """Print the project's speed figures on this machine (not a test: it asserts nothing).
 
   scripts/benchmark.sh [--cold]
+  scripts/benchmark.sh --only vllm    the real engine on CPU (figure 7), alone
 
 Figures:
   1. site.yml first run vs re-run (goal: re-run <= 1/5 of the first, changed=0).
@@ -23,6 +24,17 @@ Figures:
      (kill -9 of its main process): seconds until every node, the
      application and its proxies are back, and failed requests. With redis
      also Redis stopped for 30 s (timed from the stop).
+  7. (--only vllm) vLLM on CPU, the catalog's Qwen3-0.6B with the tiny test
+     checkpoint (scripts/make-test-checkpoint.py) on the vllm-cpu image:
+     a. Ray Serve LLM against bare `vllm serve` from the same image and
+        checkpoint, one at a time, at the same concurrency, prompt and output
+        length: output tokens/s of each (goal: Serve >= 0.9 of bare) and p50
+        time to first token; Serve at several stream_batching_interval_ms
+        (Ray's default 50, and lower).
+     b. Replica cold start: deploy to RUNNING with an empty and with a warm
+        compile cache (ray_cluster_vllm_cache_dir), and a second replica's
+        start (scaling 1 -> 2) with and without the cache (goal: with it
+        <= 1/3 of without).
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -189,15 +201,153 @@ def fault_figures() -> None:
     playbook("serve.yml", "-e", "model=echo-cpu")
 
 
+MODEL = "Qwen3-0.6B"
+CHECKPOINT = Path("/Models/Pretrained_Models") / MODEL
+VLLM_CACHE = Path(PROJECT, "cache/vllm")
+BARE = "ray-benchmark-vllm"
+BARE_PORT = 8100
+# The same load on both: concurrent streams, each a fixed prompt and exactly max_tokens out.
+LOAD = {"concurrency": 8, "requests": 48, "max_tokens": 128,
+        "prompt": "Explain in a few sentences what a Ray cluster is and why it autoscales. " * 4}
+
+
+def vllm_cpu_vars() -> list[str]:
+    """-e arguments for the vllm-cpu image: torch's CPU build from pip's local wheels where pip has them."""
+    links = sh([str(BIN / "pip"), "config", "get", "global.find-links"]).stdout.strip()
+    extra = ["-e", "ray_image_flavour=vllm-cpu"]
+    if links and list(Path(links).glob("torch-*+cpu-*.whl")):
+        extra += ["-e", f"ray_image_pip_wheel_dir={links}", "-e", '{"ray_image_pip_extra_index_urls": []}']
+    return extra
+
+
+def stream_load(base_url: str, model: str) -> dict:
+    """LOAD against an OpenAI endpoint: output tokens/s over the whole run and p50 time to first token."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+    client = OpenAI(base_url=base_url, api_key="unused", timeout=300, max_retries=0)
+
+    def one(_):
+        start = time.monotonic()
+        first, tokens = None, 0
+        for chunk in client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": LOAD["prompt"]}], max_tokens=LOAD["max_tokens"],
+                stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True}):
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+            if first is None and any(c.delta.content for c in chunk.choices):
+                first = time.monotonic()
+        return (first - start) * 1000 if first else None, tokens
+
+    one(0)  # warm up
+    start = time.monotonic()
+    with ThreadPoolExecutor(LOAD["concurrency"]) as pool:
+        results = list(pool.map(one, range(LOAD["requests"])))
+    wall = time.monotonic() - start
+    return {"tokens_per_s": sum(r[1] for r in results) / wall,
+            "ttft_p50_ms": statistics.median(r[0] for r in results if r[0] is not None)}
+
+
+def serve_qwen(min_replicas: int, max_replicas: int, **experimental) -> None:
+    """serve.yml for the catalog's Qwen3-0.6B with fixed replicas and Serve LLM experimental configs."""
+    autoscaling = {"min_replicas": min_replicas, "max_replicas": max_replicas}
+    extra = {"ray_serve_autoscaling": {**autoscaling, "target_ongoing_requests": 5, "upscale_delay_s": 5,
+                                       "downscale_delay_s": 30}}
+    if experimental:
+        extra["ray_serve_llm_experimental_configs"] = experimental
+    playbook("serve.yml", "-e", f"model={MODEL}", "-e", json.dumps(extra), "-e", "ray_serve_smoke_test=false")
+
+
+def running_replicas() -> int:
+    from faults import api
+    app = api("/api/serve/applications/")["applications"].get(MODEL, {})
+    return sum(1 for d in app.get("deployments", {}).values() if d["name"].startswith("LLMServer")
+               for r in d["replicas"] if r["state"] == "RUNNING")
+
+
+def second_replica_start() -> float:
+    """Seconds from asking for 2 replicas to the second one RUNNING (no load: the start alone)."""
+    start = time.monotonic()
+    serve_qwen(2, 2)
+    while running_replicas() < 2:
+        if time.monotonic() - start > 900:
+            sys.exit("the second replica did not start within 900 s")
+        time.sleep(1)
+    return time.monotonic() - start
+
+
+def vllm_figures() -> None:
+    print("== 7. vLLM on CPU: Qwen3-0.6B (tiny test checkpoint) on the vllm-cpu image")
+    playbook("site.yml", *vllm_cpu_vars())
+    image = sh(["docker", "inspect", "--format", "{{.Config.Image}}", "ray-head"]).stdout.strip()
+    if not (CHECKPOINT / "config.json").exists():
+        sh(["install", "-d", "-o", "1000", "-g", "1000", str(CHECKPOINT)])
+        subprocess.run(["docker", "run", "--rm", "-i", "-u", "1000:1000", "-v", f"{CHECKPOINT}:/out", "--entrypoint",
+                        "python", image, "-", "/out"], stdin=open(ROOT / "scripts/make-test-checkpoint.py"),
+                       check=True, capture_output=True)
+        (CHECKPOINT / "RAY_COMPOSE_TEST_CHECKPOINT").touch()
+    for app in ("echo-cpu", "echo-cpu-slow"):
+        playbook("serve.yml", "-e", f"model={app}", "-e", "ray_serve_state=absent")
+
+    print(f"-- 7a. Ray Serve LLM vs bare vllm serve: {LOAD['concurrency']} concurrent streams, "
+          f"{LOAD['requests']} requests of {LOAD['max_tokens']} tokens")
+    figures = {}
+    for interval in (50, 10, 0):
+        serve_qwen(1, 1, stream_batching_interval_ms=interval)
+        figures[f"Serve LLM, stream_batching_interval_ms={interval}"] = stream_load("http://127.0.0.1:8000/v1", MODEL)
+    playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
+    sh(["docker", "rm", "-f", BARE])
+    bare = sh(["docker", "run", "-d", "--name", BARE, "-u", "1000:1000", "-p", f"127.0.0.1:{BARE_PORT}:8000",
+               "-v", f"{CHECKPOINT.parent}:{CHECKPOINT.parent}:ro", "-v", f"{VLLM_CACHE}:/var/cache/vllm",
+               "-e", "VLLM_CACHE_ROOT=/var/cache/vllm", "--entrypoint", "vllm", image, "serve", str(CHECKPOINT),
+               "--served-model-name", MODEL, "--host", "0.0.0.0", "--port", "8000", "--max-model-len", "8192",
+               "--kv-cache-memory-bytes", str(1 << 30)])
+    if bare.returncode:
+        sys.exit(f"docker run vllm serve failed: {bare.stderr}")
+    try:
+        deadline = time.monotonic() + 600
+        while sh(["curl", "-sf", f"http://127.0.0.1:{BARE_PORT}/v1/models"]).returncode:
+            if time.monotonic() > deadline:
+                sys.exit("bare vllm serve did not answer within 600 s: " + sh(["docker", "logs", BARE]).stderr[-2000:])
+            time.sleep(2)
+        figures["bare vllm serve"] = stream_load(f"http://127.0.0.1:{BARE_PORT}/v1", MODEL)
+    finally:
+        sh(["docker", "rm", "-f", BARE])
+    base = figures["bare vllm serve"]["tokens_per_s"]
+    for name, f in figures.items():
+        print(f"{name}: {f['tokens_per_s']:.0f} output tokens/s ({f['tokens_per_s'] / base:.2f} of bare), "
+              f"p50 time to first token {f['ttft_p50_ms']:.0f} ms")
+    print("goal: Serve LLM >= 0.90 of bare vllm serve's output tokens/s")
+
+    print("-- 7b. Replica cold start, with and without vLLM's compile cache on the host")
+    sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+    start = time.monotonic()
+    serve_qwen(1, 1)
+    cold_deploy = time.monotonic() - start
+    warm_second = second_replica_start()
+    playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
+    start = time.monotonic()
+    serve_qwen(1, 1)
+    warm_deploy = time.monotonic() - start
+    sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+    cold_second = second_replica_start()
+    print(f"serve.yml deploy to RUNNING (checks and smoke test included): {cold_deploy:.0f} s with an empty cache, "
+          f"{warm_deploy:.0f} s with a warm one")
+    print(f"second replica start (1 -> 2, no load): {warm_second:.0f} s with the cache, {cold_second:.0f} s without; "
+          f"ratio {warm_second / cold_second:.2f} (goal <= 0.33)")
+    serve_qwen(1, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["serve", "loadtest", "faults"],
+    parser.add_argument("--only", choices=["serve", "loadtest", "faults", "vllm"],
                         help="print only these figures (on a running cluster)")
     opts = parser.parse_args()
     if opts.only:
-        {"serve": serve_figures, "loadtest": loadtest_figures, "faults": fault_figures}[opts.only]()
+        {"serve": serve_figures, "loadtest": loadtest_figures, "faults": fault_figures,
+         "vllm": vllm_figures}[opts.only]()
         return
 
     print("== 1. site.yml first run vs re-run")
