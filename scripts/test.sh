@@ -253,8 +253,7 @@ else
   # the images are built before any lane uses them. Two lanes, not three:
   # on 2 cores a third Ray cluster slowed every lane two- to threefold. The
   # cluster stage (with the real engine and its load test, about 36 minutes)
-  # is the long pole,
-  # so the short stages go to the other lane.
+  # is the long pole, so the short stages go to the other lane.
   run_lanes "preflight" "images" && \
     run_lanes "cluster" "lint unit vllm gpu molecule multihost"
 fi
