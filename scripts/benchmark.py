@@ -52,9 +52,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import (DASHBOARD, TWO_REPLICAS, RequestLoop, alive_nodes, cluster_back, container_ip,  # noqa: E402
-                    worker_proxies)
+sys.path.insert(0, str(ROOT / "tests"))  # the e2e package, as pytest.ini gives it to the tests
+from e2e.faults import (DASHBOARD, TWO_REPLICAS, RequestLoop, alive_nodes, cluster_back, container_ip,  # noqa: E402
+                        worker_proxies)
 BIN = Path(sys.executable).parent
 PROJECT = "/opt/ray-cluster"
 HEALTH_SCRIPT = """\

@@ -8,32 +8,26 @@ no later play starts.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
+from helpers import LOCAL, ONE_HOST, ROOT, run_playbook, words
 
 
 def run_site(tmp_path: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess:
     inv = tmp_path / "hosts.ini"
     inv.write_text(inventory)
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     # A project name no real cluster uses, so no running cluster is mistaken for ours.
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inv), "site.yml",
-           "-e", "ray_project_name=preflight-test", "-e", "ray_project_dir=" + str(tmp_path / "project"), *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return run_playbook("site.yml", "-i", str(inv), "-e", "ray_project_name=preflight-test",
+                        "-e", "ray_project_dir=" + str(tmp_path / "project"), *extra)
 
 
 def assert_stopped_early(result: subprocess.CompletedProcess, *messages: str) -> None:
-    project = Path(result.args[result.args.index("-e") + 3].split("=", 1)[1])
+    project = Path(next(arg for arg in result.args if arg.startswith("ray_project_dir=")).split("=", 1)[1])
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     for message in messages:
@@ -42,9 +36,6 @@ def assert_stopped_early(result: subprocess.CompletedProcess, *messages: str) ->
     assert re.search(r"changed=0\b", out), out[-2000:]
     assert "Install and start Docker Engine" not in out, out[-2000:]
     assert not project.exists(), f"{project} was created"
-
-
-ONE_HOST = f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
 
 
 def test_no_head(tmp_path):
@@ -88,11 +79,6 @@ def test_control_port_in_use(tmp_path):
 def test_unknown_ray_version(tmp_path):
     result = run_site(tmp_path, ONE_HOST, "-e", "ray_version=9.9.9")
     assert_stopped_early(result, r"ray_version=9.9.9 has no entry in ray_releases", r"Known-good\s+versions: 2.60.0, 2.52.1")
-
-
-def words(text: str) -> str:
-    """A regex for text whose spaces may have become line breaks in Ansible's output."""
-    return r"\s+".join(map(re.escape, text.split()))
 
 
 def test_known_bad_ray_vllm_pair(tmp_path):

@@ -11,17 +11,15 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from playbook_run import ROOT, run_playbook
-from test_gcs_storage_off import wait_for
-from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
-from test_vllm_flavour import ok
+import pytest
 
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, docker, wait_back, worker_proxies  # noqa: E402
+from e2e.faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, docker, wait_back, worker_proxies
+from helpers import ok, run_playbook, serve_state, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 REDIS = ("-e", "ray_gcs_storage=redis")
 PASSWORD_FILE = Path("/opt/ray-cluster/secrets/redis_password")

@@ -8,27 +8,14 @@ test_gcs_redis.py then moves the cluster to Redis and back to RocksDB.
 from __future__ import annotations
 
 import subprocess
-import time
 
-from playbook_run import run_playbook
-from test_serve_bad_input import live_cluster, serve_state  # noqa: F401 - the same live-cluster guard
-from test_vllm_flavour import ok
+import pytest
+
+from helpers import ok, run_playbook, serve_state, wait_for
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 OFF = ("-e", "ray_gcs_storage=none")
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = serve_state()
-            if predicate(last):
-                return last
-        except Exception as exc:  # noqa: BLE001 - the head is restarting
-            last = exc
-        time.sleep(2)
-    raise AssertionError(f"{what} not seen within {timeout} s; last: {last}")
 
 
 def test_head_restart_without_fault_tolerance_needs_the_record():

@@ -14,9 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-
-from playbook_run import ROOT
-from test_vllm_flavour import ok, playbook, sh, words
+from helpers import ROOT, ok, playbook, sh, words
 
 SMI = ROOT / "tests/unit/fixtures/nvidia-smi"
 UUIDS = ["GPU-0b1e6a2c-3f4d-4e5a-9b6c-7d8e9f0a1b2c", "GPU-1c2f7b3d-4a5e-4f6b-8c7d-8e9f0a1b2c3d",

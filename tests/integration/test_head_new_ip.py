@@ -6,14 +6,13 @@ Runs against the live cluster of the default inventory (scripts/test.sh's
 """
 from __future__ import annotations
 
-import sys
 import time
 
-from playbook_run import ROOT
-from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
+import pytest
 
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import RequestLoop, alive_nodes, container_ip, docker, wait_back, worker_proxies  # noqa: E402
+from e2e.faults import RequestLoop, alive_nodes, container_ip, docker, wait_back, worker_proxies
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 SQUATTER = "ray-test-ip-squatter"
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
-from playbook_run import ROOT, run_playbook
-from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
-from test_vllm_flavour import ok
+import pytest
 
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import docker  # noqa: E402
+from e2e.faults import docker
+from helpers import ok, run_playbook
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 NODES = ("ray-head", "ray-worker-1", "ray-worker-2")
 

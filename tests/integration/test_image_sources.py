@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-from test_bad_input import LOCAL
-from test_vllm_flavour import ok, playbook, sh, words
+from helpers import LOCAL, ok, playbook, sh, words
 
 REPOSITORY = "ray-compose-test/sources"
 REGISTRY = "registry.example.com:5000/ci"

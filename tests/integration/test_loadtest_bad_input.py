@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from playbook_run import ROOT, assert_failed_before, pgrep, run_playbook
-from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
+from helpers import ROOT, assert_failed_before, pgrep, run_playbook
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 
 def run_loadtest(*extra: str) -> subprocess.CompletedProcess:

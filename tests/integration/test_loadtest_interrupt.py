@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from playbook_run import ROOT, assert_failed_before, pgrep, run_playbook
-from test_serve_bad_input import live_cluster  # noqa: F401 - the same live-cluster guard
+from helpers import ROOT, assert_failed_before, pgrep, run_playbook
+
+pytestmark = pytest.mark.usefixtures("live_cluster")
 
 RUNS = Path("/opt/ray-cluster/loadtest/runs")
 PLAIN_LOAD = ("-e", "model=echo-cpu", "-e", "ray_loadtest_assert=false", "-e", "ray_loadtest_run_time=120",

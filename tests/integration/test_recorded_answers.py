@@ -8,17 +8,14 @@ Ray no longer gives. This test fetches the same endpoints from the live cluster 
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from playbook_run import ROOT
+from helpers import DASHBOARD, ROOT, TOKEN_FILE
 
-TOKEN_FILE = Path("/opt/ray-cluster/secrets/ray_auth_token")
-DASHBOARD = "http://127.0.0.1:8265"
+pytestmark = pytest.mark.usefixtures("live_cluster")
 RECORDED = ROOT / "tests/unit/fixtures/recorded"
 # The query of module_utils/ray_dashboard.py's alive_nodes().
 NODES = "/api/v0/nodes?" + urlencode([("filter_keys", "state"), ("filter_predicates", "="),
@@ -36,16 +33,6 @@ def fetch(path: str):
         "Authorization": "Bearer " + TOKEN_FILE.read_text().strip(), "User-Agent": "ray-compose-tests"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def live_cluster():
-    try:
-        fetch(NODES)
-    except Exception as exc:  # noqa: BLE001 - any failure means no cluster
-        if os.environ.get("RAY_COMPOSE_LIVE") == "1":
-            pytest.fail(f"the live cluster is not reachable at {DASHBOARD}: {exc}")
-        pytest.skip(f"no live cluster at {DASHBOARD} (run scripts/test.sh cluster)")
 
 
 def merge(a, b):

@@ -9,27 +9,16 @@ applications exactly as they were.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from test_serve_bad_input import assert_stopped_early, extra, live_cluster, run_serve  # noqa: F401 - live_cluster is a fixture
+from helpers import assert_serve_stopped_early, extra, run_serve
+
+pytestmark = pytest.mark.usefixtures("vllm_cpu_cluster")
 
 MODELS_DIR = Path("/Models/Pretrained_Models")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def vllm_cpu_cluster(live_cluster):  # noqa: F811 - the imported fixture
-    labels = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Labels}}", "ray-head"],
-                            capture_output=True, text=True).stdout
-    flavour = (json.loads(labels or "{}") or {}).get("org.ray-compose.flavour")
-    if flavour != "vllm-cpu":
-        if os.environ.get("RAY_COMPOSE_LIVE_VLLM") == "1":
-            pytest.fail(f"the live cluster runs the {flavour!r} image, not vllm-cpu")
-        pytest.skip(f"the live cluster runs the {flavour!r} image (scripts/test.sh cluster switches to vllm-cpu)")
 
 
 @pytest.fixture()
@@ -49,40 +38,40 @@ def qwen(source: Path, **fields) -> tuple[str, str]:
 
 def test_weights_missing(tmp_path):
     run = run_serve("-e", "model=Qwen3-0.6B", "-e", f"ray_models_dir={tmp_path}")
-    assert_stopped_early(run, rf"no model at {tmp_path}/Qwen3-0\.6B\s+\(config\.json missing\) on localhost",
+    assert_serve_stopped_early(run, rf"no model at {tmp_path}/Qwen3-0\.6B\s+\(config\.json missing\) on localhost",
                          rf"huggingface-cli download Qwen/Qwen3-0\.6B\s+--local-dir {tmp_path}/Qwen3-0\.6B")
 
 
 def test_weights_without_config_json(checkpoint):
     (checkpoint / "model.safetensors").write_bytes(b"\0" * 64)
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint))
-    assert_stopped_early(run, rf"no model at {checkpoint}\s+\(config\.json missing\) on localhost")
+    assert_serve_stopped_early(run, rf"no model at {checkpoint}\s+\(config\.json missing\) on localhost")
 
 
 def test_config_json_that_is_not_a_model_config(checkpoint):
     (checkpoint / "config.json").write_text("[]")
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint))
-    assert_stopped_early(run, rf"{checkpoint}/config\.json on localhost\s+is not a model config")
+    assert_serve_stopped_early(run, rf"{checkpoint}/config\.json on localhost\s+is not a model config")
 
 
 def test_architecture_vllm_cannot_load(checkpoint):
     (checkpoint / "config.json").write_text(json.dumps({"architectures": ["NoSuchModelForCausalLM"]}))
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint))
-    assert_stopped_early(run, r"the pinned Ray 2\.60\.0 and vLLM 0\.29\.0 refuse this Serve config",
+    assert_serve_stopped_early(run, r"the pinned Ray 2\.60\.0 and vLLM 0\.29\.0 refuse this Serve config",
                          r"NoSuchModelForCausalLM checkpoint, which vLLM\s+0\.29\.0 cannot load")
 
 
 def test_tensor_parallel_on_cpu(checkpoint):
     (checkpoint / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"]}))
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint, engine_kwargs={"tensor_parallel_size": 2}))
-    assert_stopped_early(run, r"sets tensor_parallel_size 2", r"CPU replica\s+\(the vllm-cpu image\)",
+    assert_serve_stopped_early(run, r"sets tensor_parallel_size 2", r"CPU replica\s+\(the vllm-cpu image\)",
                          r"autoscaling\.max_replicas")
 
 
 def test_not_enough_memory(checkpoint):
     (checkpoint / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"]}))
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint, cpu={"kv_cache_gib": 64}))
-    assert_stopped_early(run, r"2 CPU replica\(s\) need\s+1[0-9]{2}\.[0-9] GiB,\s+66\.[0-9] GiB each",
+    assert_serve_stopped_early(run, r"2 CPU replica\(s\) need\s+1[0-9]{2}\.[0-9] GiB,\s+66\.[0-9] GiB each",
                          r"KV cache 64\.0", r"room for 0:\s+localhost has [0-9.]+ GiB available",
                          r"Lower autoscaling\.max_replicas or cpu\.kv_cache_gib")
 
@@ -90,11 +79,11 @@ def test_not_enough_memory(checkpoint):
 def test_gpu_device_on_the_cpu_image(checkpoint):
     (checkpoint / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"]}))
     run = run_serve("-e", "model=Qwen3-0.6B", *qwen(checkpoint, device="gpu"))
-    assert_stopped_early(run, r"asks for device 'gpu', but the cluster runs the\s+'vllm-cpu' image",
+    assert_serve_stopped_early(run, r"asks for device 'gpu', but the cluster runs the\s+'vllm-cpu' image",
                          r"CPUs only", r"ray_image_flavour: vllm\b")
 
 
 def test_route_taken_by_another_application():
     # echo-cpu (deployed by the cluster stage) still serves /; the catalog's Qwen3-0.6B wants / too.
     run = run_serve("-e", "model=Qwen3-0.6B")
-    assert_stopped_early(run, r"route_prefix / is already\s+used by echo-cpu", r"Give this entry its own\s+route_prefix")
+    assert_serve_stopped_early(run, r"route_prefix / is already\s+used by echo-cpu", r"Give this entry its own\s+route_prefix")

@@ -15,11 +15,10 @@ import time
 
 import pytest
 
-from playbook_run import ROOT, run_playbook
-from test_vllm_bad_input import live_cluster, vllm_cpu_cluster  # noqa: F401 - the live vllm-cpu cluster guards
+from e2e.faults import RequestLoop, api, docker, wait_back, worker_proxies
+from helpers import ROOT, run_playbook
 
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from faults import RequestLoop, api, docker, wait_back, worker_proxies  # noqa: E402
+pytestmark = pytest.mark.usefixtures("vllm_cpu_cluster")
 
 MODEL = "Qwen3-0.6B"
 BASE = "http://127.0.0.1:8000/v1"

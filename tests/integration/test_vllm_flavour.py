@@ -24,14 +24,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT, ok, playbook, sh, words
+
 LOCKS = ROOT / "roles/ray_image/files/locks"
 DEFAULTS = yaml.safe_load((ROOT / "roles/ray/defaults/main.yml").read_text())
 RAY = DEFAULTS["ray_version"]
 VLLM = DEFAULTS["ray_releases"][RAY]["vllm"]
 PAIRS = [(ray, release["vllm"]) for ray, release in DEFAULTS["ray_releases"].items()]
-LOCAL = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
-INVENTORY = f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
 # Every image this test makes is named under this repository prefix.
 TEST_REPO = "ray-compose-test"
 STUB = f"{TEST_REPO}/vllm-stub"
@@ -39,31 +38,6 @@ STUB_SH = """#!/bin/dash
 # Stub base for tests: parse the RUN command, run nothing.
 exec /bin/dash -n "$@"
 """
-
-
-def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def playbook(tmp_path: Path, path: str, *extra: str, inventory_text: str = INVENTORY) -> subprocess.CompletedProcess:
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text(inventory_text)
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), path,
-           "-e", f"ray_project_dir={tmp_path / 'project'}", "-e", "ray_image_flavour=vllm", *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
-    return out
-
-
-def words(text: str) -> str:
-    """A regex for text whose spaces may have become line breaks in Ansible's output."""
-    return r"\s+".join(map(re.escape, text.split()))
 
 
 def lock_pins(path: Path) -> dict[str, str]:

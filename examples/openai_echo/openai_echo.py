@@ -1,11 +1,12 @@
 """A tiny OpenAI-compatible Serve application for CPU-only clusters.
 
-Test fixture: it stands in for the vLLM engine where no GPU exists, so the
-serving path (code shipping, deploy, autoscaling, the OpenAI client) can be
-proven end to end. It answers /v1/models and /v1/chat/completions by echoing
-the last user message, after an optional delay that makes load visible to
-the autoscaler; with "stream": true, word by word as server-sent events,
-the way vLLM streams.
+An example of shipping your own application, and the tests' stand-in for
+the vLLM engine where no GPU exists, so that the serving path (code
+shipping, deploy, autoscaling, the OpenAI client) is proven end to end.
+It answers /v1/models and /v1/chat/completions by echoing the last user
+message, after an optional delay that makes load visible to the
+autoscaler; with "stream": true, word by word as server-sent events, the
+way vLLM streams.
 """
 
 import asyncio

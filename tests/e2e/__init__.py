@@ -1,0 +1,1 @@
+"""Checks run against a live cluster from the outside: fault helpers, a request loop, the openai client."""
