@@ -133,13 +133,17 @@ run_cluster() {
   trap - EXIT
 }
 
+# The scenarios' shared settings, also outside a Git checkout (where Molecule
+# would not look for them).
+molecule_base=(--base-config .config/molecule/config.yml)
+
 run_molecule() {
   echo "== molecule (end to end on a real Docker engine)"
   ensure_docker
   molecule/resources/build-platform-image.sh
   docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true
-  trap 'molecule destroy >/dev/null 2>&1 || true; docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true' EXIT
-  molecule test
+  trap 'molecule "${molecule_base[@]}" destroy >/dev/null 2>&1 || true; docker volume rm -f ray-molecule-docker >/dev/null 2>&1 || true' EXIT
+  molecule "${molecule_base[@]}" test
   trap - EXIT
   docker volume rm ray-molecule-docker >/dev/null
   # Nothing of the test may outlive it: no container, no volume.
@@ -154,8 +158,8 @@ run_multihost() {
   molecule/resources/build-platform-image.sh
   local volumes=(ray-mh-head-docker ray-mh-worker1-docker ray-mh-worker2-docker)
   docker volume rm -f "${volumes[@]}" >/dev/null 2>&1 || true
-  trap 'molecule destroy -s multihost >/dev/null 2>&1 || true; docker volume rm -f '"${volumes[*]}"' >/dev/null 2>&1 || true' EXIT
-  molecule test -s multihost
+  trap 'molecule "${molecule_base[@]}" destroy -s multihost >/dev/null 2>&1 || true; docker volume rm -f '"${volumes[*]}"' >/dev/null 2>&1 || true' EXIT
+  molecule "${molecule_base[@]}" test -s multihost
   trap - EXIT
   docker volume rm "${volumes[@]}" >/dev/null
   local leftovers
