@@ -75,16 +75,10 @@ requirements: []
 '''
 
 EXAMPLES = r'''
-- name: Read the cluster token on the head
-  ansible.builtin.slurp:
-    src: /etc/ray/auth_token
-  register: ray_token_file
-  no_log: true
-
-- name: Wait up to 3 minutes for head and two workers
+- name: Wait up to 3 minutes for head and two workers (the token read from a file on the head)
   ray_cluster_health:
     dashboard_url: http://10.0.0.10:8265
-    token: "{{ ray_token_file.content | b64decode | trim }}"
+    token_file: /opt/ray-cluster/secrets/ray_auth_token
     min_nodes: 3
     wait_timeout: 180
     interval: 5
@@ -97,6 +91,7 @@ EXAMPLES = r'''
 - name: Two GPUs, no more, no less
   ray_cluster_health:
     dashboard_url: http://10.0.0.10:8265
+    token_file: /opt/ray-cluster/secrets/ray_auth_token
     exact_gpus: 2
     min_cpus: 8
 
@@ -106,7 +101,7 @@ EXAMPLES = r'''
     probe: true
     probe_timeout: 90
   environment:
-    RAY_AUTH_TOKEN: "{{ ray_token_file.content | b64decode | trim }}"
+    RAY_AUTH_TOKEN: "{{ ray_token }}"
 '''
 
 RETURN = r'''
@@ -223,6 +218,7 @@ from ansible.module_utils.ray_dashboard import (
     RayDashboardClient,
     RayDashboardError,
     dashboard_argument_spec,
+    validate_dashboard_params,
 )
 
 PROBE_MARKER = 'RAY_CLUSTER_PROBE'
@@ -493,13 +489,12 @@ def run_probe(module, client, nodes):
 
 
 def validate(module):
+    validate_dashboard_params(module)
     p = module.params
-    if not p['dashboard_url'].startswith(('http://', 'https://')):
-        module.fail_json(msg='dashboard_url must start with http:// or https://, got %s' % p['dashboard_url'])
     for name in ('min_nodes', 'min_cpus', 'min_gpus', 'exact_gpus', 'wait_timeout'):
         if p[name] is not None and p[name] < 0:
             module.fail_json(msg='%s must not be negative, got %s' % (name, p[name]))
-    for name in ('interval', 'probe_timeout', 'request_timeout'):
+    for name in ('interval', 'probe_timeout'):
         if p[name] <= 0:
             module.fail_json(msg='%s must be greater than 0, got %s' % (name, p[name]))
 

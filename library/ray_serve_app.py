@@ -89,7 +89,7 @@ EXAMPLES = r'''
 - name: Deploy the echo application and wait until it serves
   ray_serve_app:
     dashboard_url: http://10.0.0.10:8265
-    token: "{{ ray_token }}"
+    token_file: /opt/ray-cluster/secrets/ray_auth_token
     name: echo
     config:
       route_prefix: /
@@ -229,9 +229,13 @@ from ansible.module_utils.ray_dashboard import (
     RayDashboardError,
     clean_message,
     dashboard_argument_spec,
+    deployment_summary,
+    proxy_problems,
     same_serve_app,
+    serve_app_report,
     serve_put_body,
     strip_ansi,
+    validate_dashboard_params,
 )
 
 READY = 'ready'
@@ -240,8 +244,6 @@ WAITING = 'waiting'
 FAILED_STATES = frozenset(('DEPLOY_FAILED', 'UNHEALTHY'))
 # An autoscaling deployment keeps serving while it scales; waiting for the load to end would hang a deploy.
 SERVING_STATES = frozenset(('HEALTHY', 'UPSCALING', 'DOWNSCALING'))
-# Ray drains the proxy of a node left without replicas and then removes it: not a proxy that should serve.
-LEAVING_PROXY_STATES = frozenset(('DRAINING', 'DRAINED'))
 
 
 class ServeAppError(Exception):
@@ -317,35 +319,10 @@ def build_body(answer, name, desired):
     return serve_put_body(answer, apps)
 
 
-def proxy_problems(answer):
-    return ['proxy on %s is %s' % (p.get('node_ip') or node_id, p.get('status'))
-            for node_id, p in sorted((answer.get('proxies') or {}).items(), key=lambda kv: str(kv[1].get('node_ip')))
-            if p.get('status') != 'HEALTHY' and p.get('status') not in LEAVING_PROXY_STATES]
-
-
-def deployment_summary(dep):
-    ids = sorted(r.get('replica_id') for r in dep.get('replicas') or [] if r.get('state') == 'RUNNING')
-    return dict(status=dep.get('status'), message=clean_message(dep.get('message')),
-                target_num_replicas=dep.get('target_num_replicas'), running_replicas=len(ids), replica_ids=ids)
-
-
 def report(answer, name):
     """The return values that describe the application as ``answer`` (a GET) shows it."""
-    app = answer['applications'].get(name) or {}
-    cfg = app.get('deployed_app_config')
-    deployments = {d: deployment_summary(dep) for d, dep in sorted((app.get('deployments') or {}).items())}
-    ids = sorted(i for d in deployments.values() for i in d['replica_ids'])
-    return dict(
-        status=app.get('status'),
-        message=clean_message(app.get('message')),
-        route_prefix=app.get('route_prefix') or (cfg or {}).get('route_prefix'),
-        deployments=deployments,
-        replicas=len(ids),
-        replica_ids=ids,
-        proxies_healthy=not proxy_problems(answer),
-        deployed_config=cfg,
-        applications=[n for n, a in answer['applications'].items() if a.get('status') != 'DELETING'],
-    )
+    return dict(serve_app_report(answer, name), proxies_healthy=not proxy_problems(answer),
+                applications=[n for n, a in answer['applications'].items() if a.get('status') != 'DELETING'])
 
 
 def readiness_present(answer, name, desired):
@@ -403,18 +380,16 @@ def wait_for(client, params, check, answer=None):
 # --- main -------------------------------------------------------------------------------------------------------------
 
 def validate(module):
+    validate_dashboard_params(module)
     p = module.params
-    if not p['dashboard_url'].startswith(('http://', 'https://')):
-        module.fail_json(msg='dashboard_url must start with http:// or https://, got %s' % p['dashboard_url'])
     if not p['name'].strip():
         module.fail_json(msg='name must not be empty')
     if p['wait_timeout'] < 0:
         module.fail_json(msg='wait_timeout must not be negative, got %s' % p['wait_timeout'])
     if p['state'] == 'present' and p['config'] is None and not p['config_file']:  # an explicit null passes required_if
         module.fail_json(msg='state=present needs config or config_file')
-    for opt in ('interval', 'request_timeout'):
-        if p[opt] <= 0:
-            module.fail_json(msg='%s must be greater than 0, got %s' % (opt, p[opt]))
+    if p['interval'] <= 0:
+        module.fail_json(msg='interval must be greater than 0, got %s' % p['interval'])
 
 
 def put(client, body):

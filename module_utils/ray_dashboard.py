@@ -20,6 +20,8 @@ _EXCERPT_LEN = 300
 SERVE_APPS_PATH = '/api/serve/applications/'
 # Top-level Serve settings that a PUT must carry over: the PUT replaces the whole Serve config.
 SERVE_TOP_LEVEL_KEYS = ('proxy_location', 'http_options', 'grpc_options', 'target_capacity')
+# Ray drains the proxy of a node left without replicas and then removes it: not a proxy that should serve.
+LEAVING_PROXY_STATES = frozenset(('DRAINING', 'DRAINED'))
 _ANSI_RE = re.compile(r'\x1b\[[0-?]*[ -/]*[@-~]')
 _MARKER_LINE_RE = re.compile(r'^\s*[\^~]+\s*$')
 
@@ -29,9 +31,36 @@ def dashboard_argument_spec():
     return dict(
         dashboard_url=dict(type='str', default=DEFAULT_DASHBOARD_URL),
         token=dict(type='str', no_log=True, fallback=(env_fallback, ['RAY_AUTH_TOKEN'])),
+        token_file=dict(type='path'),
         validate_certs=dict(type='bool', default=True),
         request_timeout=dict(type='float', default=10),
     )
+
+
+def validate_dashboard_params(module):
+    """The checks of the shared options; fails the module with the fix."""
+    p = module.params
+    if not p['dashboard_url'].startswith(('http://', 'https://')):
+        module.fail_json(msg='dashboard_url must start with http:// or https://, got %s' % p['dashboard_url'])
+    if p['request_timeout'] <= 0:
+        module.fail_json(msg='request_timeout must be greater than 0, got %s' % p['request_timeout'])
+
+
+def module_token(module):
+    """The token: read from token_file on the managed host when set (it wins over token and RAY_AUTH_TOKEN)."""
+    path = module.params.get('token_file')
+    if not path:
+        return module.params.get('token')
+    try:
+        with open(path, encoding='utf-8') as handle:
+            token = handle.read().strip()
+    except OSError as e:
+        module.fail_json(msg='cannot read the Ray token file %s on this host: %s. Point token_file at the token that '
+                             'site.yml wrote (ray_auth_token_file), or run site.yml first.' % (path, e.strerror or e))
+    if not token:
+        module.fail_json(msg='the Ray token file %s is empty. Run site.yml again to write the token, or point '
+                             'token_file at the cluster\'s token.' % path)
+    return token
 
 
 class RayDashboardError(Exception):
@@ -66,7 +95,8 @@ class RayDashboardClient:
     @classmethod
     def from_module(cls, module):
         p = module.params
-        return cls(p['dashboard_url'], token=p.get('token'), validate_certs=p['validate_certs'], timeout=p['request_timeout'])
+        return cls(p['dashboard_url'], token=module_token(module), validate_certs=p['validate_certs'],
+                   timeout=p['request_timeout'])
 
     # --- low level -----------------------------------------------------------------------------------------------
 
@@ -140,7 +170,7 @@ class RayDashboardClient:
         if len(excerpt) > _EXCERPT_LEN:
             excerpt = excerpt[:_EXCERPT_LEN] + '...'
         if status == 401 and not self._token:
-            msg = ('the Ray dashboard at %s requires a token (HTTP 401 on %s %s): set the token option '
+            msg = ('the Ray dashboard at %s requires a token (HTTP 401 on %s %s): set the token_file or token option, '
                    'or the RAY_AUTH_TOKEN environment variable' % (self.url, method, url))
         elif status in (401, 403) and self._token:
             msg = ('the Ray dashboard at %s rejected the token (HTTP %s on %s %s): it is not the token of this cluster; '
@@ -255,6 +285,37 @@ def clean_message(text, max_lines=15):
     if len(lines) > max_lines + 1:
         lines = [lines[0], '[... %d lines cut ...]' % (len(lines) - 1 - max_lines)] + lines[-max_lines:]
     return '\n'.join(lines)
+
+
+def proxy_problems(answer):
+    """'proxy on <ip> is <status>' for every Serve proxy that should serve and is not HEALTHY."""
+    return ['proxy on %s is %s' % (p.get('node_ip') or node_id, p.get('status'))
+            for node_id, p in sorted((answer.get('proxies') or {}).items(), key=lambda kv: str(kv[1].get('node_ip')))
+            if p.get('status') != 'HEALTHY' and p.get('status') not in LEAVING_PROXY_STATES]
+
+
+def deployment_summary(dep):
+    """A deployment of a Serve GET answer: status, cleaned message, target and RUNNING replicas with their ids."""
+    ids = sorted(r.get('replica_id') for r in dep.get('replicas') or [] if r.get('state') == 'RUNNING')
+    return dict(status=dep.get('status'), message=clean_message(dep.get('message')),
+                target_num_replicas=dep.get('target_num_replicas'), running_replicas=len(ids), replica_ids=ids)
+
+
+def serve_app_report(answer, name):
+    """The application ``name`` as a Serve GET answer shows it (null status and no deployments when it is missing)."""
+    app = answer['applications'].get(name) or {}
+    cfg = app.get('deployed_app_config')
+    deployments = {d: deployment_summary(dep) for d, dep in sorted((app.get('deployments') or {}).items())}
+    ids = sorted(i for d in deployments.values() for i in d['replica_ids'])
+    return dict(
+        status=app.get('status'),
+        message=clean_message(app.get('message')),
+        route_prefix=app.get('route_prefix') or (cfg or {}).get('route_prefix'),
+        deployments=deployments,
+        replicas=len(ids),
+        replica_ids=ids,
+        deployed_config=cfg,
+    )
 
 
 def _normalize(value):

@@ -66,6 +66,25 @@ def test_token_from_environment(healthy, run_module, monkeypatch):
     assert healthy.calls('GET', '/api/v0/nodes')[0]['headers']['Authorization'] == 'Bearer from-env'
 
 
+def test_token_from_file_wins_over_environment(healthy, run_module, monkeypatch, tmp_path):
+    monkeypatch.setenv('RAY_AUTH_TOKEN', 'from-env')
+    token_file = tmp_path / 'ray_auth_token'
+    token_file.write_text(TOKEN + '\n')
+    r = run_module(dict(dashboard_url=URL, token_file=str(token_file)))
+    assert r['rc'] == 0 and TOKEN not in json.dumps(r)
+    assert healthy.calls('GET', '/api/v0/nodes')[0]['headers']['Authorization'] == 'Bearer ' + TOKEN
+
+
+@pytest.mark.parametrize('content', [None, '\n'], ids=['missing', 'empty'])
+def test_token_file_missing_or_empty_fails_before_any_request(healthy, run_module, tmp_path, content):
+    token_file = tmp_path / 'ray_auth_token'
+    if content is not None:
+        token_file.write_text(content)
+    r = run_module(dict(dashboard_url=URL, token_file=str(token_file)))
+    assert r['failed'] and str(token_file) in r['msg'] and healthy.requests == []
+    assert ('is empty' if content else 'No such file or directory') in r['msg']
+
+
 def test_min_nodes_unmet_names_what_is_missing(healthy, run_module, fake_time):
     healthy.routes['GET /api/v0/nodes'] = cluster(drop_ips=['172.18.0.4'])
     r = run_module(args(min_nodes=3))

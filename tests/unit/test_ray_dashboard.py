@@ -23,6 +23,7 @@ def test_argument_spec():
     assert spec['token']['fallback'][1] == ['RAY_AUTH_TOKEN']
     assert spec['validate_certs'] == dict(type='bool', default=True)
     assert spec['request_timeout'] == dict(type='float', default=10)
+    assert spec['token_file'] == dict(type='path')
 
 
 def test_headers_bearer_and_no_browser_headers(dashboard, client):

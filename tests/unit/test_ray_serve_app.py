@@ -440,6 +440,8 @@ def test_name_mismatch_in_config(serve, run):
     (dict(interval=0), 'interval must be greater than 0'),
     (dict(wait_timeout=-1), 'wait_timeout must not be negative'),
     (dict(dashboard_url='10.0.0.10:8265'), 'dashboard_url must start with http'),
+    (dict(request_timeout=0), 'request_timeout must be greater than 0'),
+    (dict(token_file='/nonexistent/ray_auth_token'), 'cannot read the Ray token file /nonexistent/ray_auth_token'),
 ])
 def test_validation(serve, run, args, msg):
     r = run(**{k: v for k, v in dict(dict(config=without_name(ECHO)), **args).items() if v is not OMIT})
