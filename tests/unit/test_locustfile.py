@@ -78,3 +78,9 @@ def test_rows_go_to_the_csv_with_a_header(tmp_path):
     rows.add([1.0, 2.0, 3.0, 4.0, 5])
     rows.file.flush()
     assert (tmp_path / "llm.csv").read_text().splitlines() == [",".join(locustfile.LLM_COLUMNS), "1.0,2.0,3.0,4.0,5"]
+
+
+def test_llm_columns_are_the_drivers():
+    # The locustfile runs alone under Locust, so it keeps a copy of the columns the report reads from the driver.
+    import loadtest_driver
+    assert locustfile.LLM_COLUMNS == loadtest_driver.LLM_COLUMNS

@@ -41,8 +41,12 @@ import traceback
 import urllib.error
 import urllib.request
 
+# The CSV columns, here once: make_report.py imports them, and the
+# locustfile (which runs alone under Locust) keeps a copy that a unit test
+# holds equal to LLM_COLUMNS.
 TIMELINE_COLUMNS = ["time", "elapsed_s", "phase", "app_status", "deployment_status",
                     "target_replicas", "running_replicas", "other_replicas"]
+LLM_COLUMNS = ["time", "latency_ms", "ttft_ms", "itl_ms", "output_tokens"]
 USER_AGENT = "ray-loadtest-driver/1"
 EXIT_OK, EXIT_ABORTED, EXIT_NO_LOCUST = 0, 1, 3
 LOCUST_TERM_GRACE_S = 10.0

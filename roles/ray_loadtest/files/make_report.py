@@ -25,18 +25,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+# The driver, next to this file, writes the CSVs; their columns live there once.
+from loadtest_driver import LLM_COLUMNS, TIMELINE_COLUMNS
+
 STATS = 'locust_stats.csv'
 HISTORY = 'locust_stats_history.csv'
 TIMELINE = 'timeline.csv'
 EVENTS = 'events.json'
 LLM = 'llm_requests.csv'
 LLM_TIMELINE = 'llm_timeline.csv'
-LLM_COLUMNS = ['time', 'latency_ms', 'ttft_ms', 'itl_ms', 'output_tokens']
 LLM_TIMELINE_COLUMNS = ['elapsed_s', 'requests_per_s', 'output_tokens_per_s', 'ttft_p50_ms', 'itl_p50_ms',
                         'running_replicas']
 BUCKET_S = 10
-TIMELINE_COLUMNS = ['time', 'elapsed_s', 'phase', 'app_status', 'deployment_status',
-                    'target_replicas', 'running_replicas', 'other_replicas']
 # Seconds a new replica may take to start once Serve has decided on it: a replica RUNNING
 # this long after the load ended still answers the load. The same margin as the upscale goal.
 START_S = 10
