@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the e2e package, as pytest.ini gives it to the tests
 from e2e.faults import (DASHBOARD, TWO_REPLICAS, RequestLoop, alive_nodes, cluster_back, container_ip,  # noqa: E402
@@ -218,9 +220,7 @@ def vllm_cpu_vars() -> list[str]:
     result = sh([str(ROOT / "scripts/lib/vllm-cpu-vars.sh")])
     if result.returncode:
         sys.exit(f"scripts/lib/vllm-cpu-vars.sh failed: {result.stderr}")
-    path = Path(tempfile.mkdtemp(prefix="ray-benchmark-")) / "vllm-cpu.yml"
-    path.write_text(result.stdout)
-    return ["-e", f"@{path}"]
+    return ["-e", json.dumps(yaml.safe_load(result.stdout))]
 
 
 def stream_load(base_url: str, model: str) -> dict:

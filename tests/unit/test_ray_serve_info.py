@@ -49,7 +49,7 @@ def test_one_application_and_replica_states(dashboard, run):
     assert dep['replica_states'] == {'RUNNING': 1, 'STOPPING': 2} and dep['running_replicas'] == 1
 
 
-def test_missing_application_and_fixed_replicas(dashboard, run):
+def test_missing_application(dashboard, run):
     answer = rec('bad-DEPLOY_FAILED')
     dashboard.routes['GET ' + PATH] = answer
     r = run(name='nothing-here')
