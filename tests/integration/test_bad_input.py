@@ -8,6 +8,7 @@ no later play starts.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -59,6 +60,24 @@ def test_unsupported_os(tmp_path):
 def test_worker_count_not_positive_integer(tmp_path, count):
     result = run_site(tmp_path, ONE_HOST, "-e", f"ray_cluster_workers={count}")
     assert_stopped_early(result, rf"ray_cluster_workers on localhost is\s+'{re.escape(count)}'", r"must be a positive integer")
+
+
+@pytest.mark.parametrize("cpusets, message", [
+    ('"some"', r'ray_cluster_worker_cpusets on localhost is "some"'),
+    ('["0"]', r'is \["0"\].*a list of 2 cpuset\(s\), one per worker'),
+    ('["0", "1-x"]', r'is \["0", "1-x"\]'),
+    ('["0", "0,999"]', r"names CPU\(s\) 999, which this host does not offer"),
+])
+def test_bad_worker_cpusets(tmp_path, cpusets, message):
+    extra = f'{{"ray_cluster_workers": 2, "ray_cluster_worker_cpusets": {cpusets}}}'
+    assert_stopped_early(run_site(tmp_path, ONE_HOST, "-e", extra), message)
+
+
+def test_more_workers_than_cpus_to_split(tmp_path):
+    workers = len(os.sched_getaffinity(0)) + 1
+    result = run_site(tmp_path, ONE_HOST, "-e", f"ray_cluster_workers={workers}", "-e", "ray_cluster_worker_cpusets=split")
+    assert_stopped_early(result, words(f"localhost has {workers - 1} CPU(s) for {workers} workers"),
+                         words("set ray_cluster_worker_cpusets: none"))
 
 
 @pytest.mark.parametrize("variable", ["ray_cluster_bind_address", "ray_cluster_serve_bind_address"])

@@ -163,6 +163,34 @@ def test_compose_runs_the_vllm_image(tmp_path):
     result, compose = render_compose(tmp_path)
     ok(result)
     assert compose_images(compose) == {f"ray-compose/ray:{RAY}-vllm{VLLM}"}
+    # GPU workers keep every CPU of the host: no cpuset.
+    assert not [name for name, service in compose_services(compose).items() if "cpuset" in service]
+
+
+def test_compose_gives_vllm_cpu_workers_cores_of_their_own(tmp_path):
+    host_cpus = sorted(os.sched_getaffinity(0))
+    result, compose = render_compose(tmp_path, "-e", "ray_image_flavour=vllm-cpu", "-e", "ray_cluster_workers=2")
+    ok(result)
+    services = compose_services(compose)
+    assert "cpuset" not in services["ray-head"]
+    sets = [cpuset_ids(services[f"ray-worker-{i}"]["cpuset"]) for i in (1, 2)]
+    assert not set(sets[0]) & set(sets[1]), sets
+    assert sorted(sets[0] + sets[1]) == host_cpus, sets
+    for i, ids in enumerate(sets, 1):
+        reserved = services[f"ray-worker-{i}"]["environment"].get("VLLM_CPU_NUM_OF_RESERVED_CPU")
+        assert reserved == ("0" if len(ids) == 1 else None), (ids, reserved)
+
+
+def compose_services(compose: Path) -> dict:
+    return json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)["services"]
+
+
+def cpuset_ids(text: str) -> list[int]:
+    ids = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        ids += range(int(first), int(last or first) + 1)
+    return ids
 
 
 def test_compose_with_an_insisted_pair_warns(tmp_path):
