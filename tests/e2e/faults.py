@@ -33,20 +33,31 @@ def alive_nodes() -> list[dict]:
     return api("/api/v0/nodes?filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")["data"]["result"]["result"]
 
 
+# What cluster_back saw last, for the message of a wait that ran out.
+last_seen: dict = {}
+
+
 def cluster_back(app: str = "echo-cpu", min_nodes: int = 3, new_node_ip: str | None = None,
                  old_ids: frozenset = frozenset()) -> bool:
     """Every node alive (a new one from new_node_ip, if given), the application
     RUNNING, every proxy that is not draining HEALTHY."""
+    last_seen.clear()
     try:
         nodes = alive_nodes()
         serve = api("/api/serve/applications/")
-    except Exception:  # noqa: BLE001 - the head is away
+    except Exception as exc:  # noqa: BLE001 - the head is away
+        last_seen["dashboard"] = repr(exc)[:200]
         return False
-    if new_node_ip and not [n for n in nodes if n["node_ip"] == new_node_ip and n["node_id"] not in old_ids]:
-        return False
+    application = serve["applications"].get(app, {})
     proxies = {p["status"] for p in serve.get("proxies", {}).values() if p["status"] != "DRAINING"}
-    return (len(nodes) >= min_nodes and serve["applications"].get(app, {}).get("status") == "RUNNING"
-            and proxies == {"HEALTHY"})
+    last_seen.update(nodes=len(nodes), app=application.get("status"), proxies=sorted(proxies),
+                     deployments={name: [d.get("status"), d.get("message", "")[:300],
+                                         sorted(r["state"] for r in d.get("replicas", []))]
+                                  for name, d in application.get("deployments", {}).items()})
+    if new_node_ip and not [n for n in nodes if n["node_ip"] == new_node_ip and n["node_id"] not in old_ids]:
+        last_seen["new node"] = f"none yet from {new_node_ip}"
+        return False
+    return len(nodes) >= min_nodes and application.get("status") == "RUNNING" and proxies == {"HEALTHY"}
 
 
 def wait_back(timeout: float, since: float | None = None, **back) -> float:
@@ -54,7 +65,7 @@ def wait_back(timeout: float, since: float | None = None, **back) -> float:
     start = time.monotonic() if since is None else since
     while not cluster_back(**back):
         if time.monotonic() - start >= timeout:
-            raise AssertionError(f"the cluster was not back within {timeout} s")
+            raise AssertionError(f"the cluster was not back within {timeout} s; last seen: {json.dumps(last_seen)}")
         time.sleep(0.5)
     return time.monotonic() - start
 
