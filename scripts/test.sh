@@ -111,26 +111,23 @@ run_cluster() {
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
     tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py tests/integration/test_recorded_answers.py
-  # -s: they print what the faults looked like. Storage off and Redis come last: they switch storage.
-  RAY_COMPOSE_LIVE=1 python -m pytest -q -s --durations=5 tests/integration/test_head_new_ip.py \
-    tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
+  # -s: they print what the faults looked like. Storage off and Redis come
+  # last: they switch storage. Redis's last test moves the cluster back to
+  # RocksDB and onto the vllm-cpu image in one run of site.yml.
+  [ -f "$vllm_cpu_vars" ] || write_vllm_cpu_vars
+  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_NEXT_IMAGE_VARS="$vllm_cpu_vars" python -m pytest -q -s --durations=5 \
+    tests/integration/test_head_new_ip.py tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
 
-  echo "-- the real engine: the same cluster on the vllm-cpu image, Qwen3-0.6B from a tiny test checkpoint"
-  [ -f "$vllm_cpu_vars" ] || write_vllm_cpu_vars
-  ansible-playbook site.yml -e @"$vllm_cpu_vars"
+  echo "-- the real engine: the same cluster, now on the vllm-cpu image; Qwen3-0.6B from a tiny test checkpoint"
   make_test_checkpoint "$(docker inspect --format '{{.Config.Image}}' ray-head)"
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q --durations=5 tests/integration/test_vllm_bad_input.py
   # Qwen3-0.6B wants / too.
   ansible-playbook serve.yml -e model=echo-cpu -e ray_serve_state=absent
   ansible-playbook serve.yml -e model=Qwen3-0.6B
-  # The openai client and a head restart. Not yet the load test on it: on 2
-  # cores beside the multihost lane, the second CPU replica did not reach
-  # RUNNING within 540 s of load (alone: 358-363 s), and the run took 57
-  # minutes with it; it fits only after the budget is won back.
-  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q -s --durations=5 tests/integration/test_vllm_cpu_serving.py \
-    --deselect tests/integration/test_vllm_cpu_serving.py::test_loadtest_scales_one_two_one
+  # The openai client, a Locust load that scales 1 -> 2 -> 1, a head restart.
+  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q -s --durations=5 tests/integration/test_vllm_cpu_serving.py
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   remove_test_checkpoint
   trap - EXIT

@@ -9,6 +9,7 @@ that must scale the replicas 1 -> 2 -> 1, and a head restart under requests.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -50,19 +51,31 @@ def test_openai_client_lists_completes_and_streams():
 def test_loadtest_scales_one_two_one(tmp_path):
     # The reference run's shape (20 users, 5 per second), on the playbook's
     # own verdict: max replicas RUNNING during the load, back at min after
-    # it, at most 1% failed requests. 9 minutes, not 5: on 2 cores the first
-    # replica's serving path takes the whole machine, and the second replica
-    # (four processes that each import torch and vLLM, then compile) took
-    # 355-363 s to start alone and about 446 s beside the multihost lane.
-    result = run_playbook("loadtest.yml", "-e", f"model={MODEL}", "-e", "ray_loadtest_run_time=540",
-                          "-e", f"ray_loadtest_report_root={tmp_path}", timeout=1500)
+    # it, at most 1% failed requests. 5 minutes of load: with a core of its
+    # own (ray_cluster_worker_cpusets) the second replica reached RUNNING
+    # 120 s into the load on an idle 2-core machine (355-363 s when every
+    # engine of the host shared one core); the rest is room for the other lane.
+    result = run_playbook("loadtest.yml", "-e", f"model={MODEL}", "-e", "ray_loadtest_run_time=300",
+                          "-e", f"ray_loadtest_report_root={tmp_path}", timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "Verdict: PASS" in out, out[-4000:]
-    verdict = json.loads((next(tmp_path.iterdir()) / "verdict.json").read_text())
+    report = next(tmp_path.iterdir())
+    verdict = json.loads((report / "verdict.json").read_text())
     print(f"load test: {verdict['requests']} requests, {verdict['failures']} failed, reaction {verdict['reaction']}, "
           f"llm {verdict.get('llm')}")
+    assert verdict["ok"] and verdict["scaled_up"] and verdict["scaled_down"], verdict
     assert verdict["failure_ratio"] <= 0.01
+    # Streamed answers: the figures LLM users read.
+    llm = verdict["llm"]
+    assert llm["answers"] > 0 and llm["output_tokens"] > 0 and llm["ttft_p50_ms"] > 0, llm
+    # The report: Locust's files and ours, and a six-panel figure (users,
+    # requests/s, latency, output tokens/s, TTFT/ITL, replicas).
+    expected = {"report.html", "locust_stats.csv", "locust_stats_history.csv", "timeline.csv", "events.json",
+                "timeline.png", "summary.md", "verdict.json", "llm_requests.csv", "llm_timeline.csv"}
+    assert expected <= {path.name for path in report.iterdir()}, sorted(path.name for path in report.iterdir())
+    head = (report / "timeline.png").read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1000, 1500), head
 
 
 def test_head_restart_keeps_the_replicas(tmp_path):
@@ -73,7 +86,7 @@ def test_head_restart_keeps_the_replicas(tmp_path):
     time.sleep(5)
     start = time.monotonic()
     docker("restart", "ray-head")
-    back = wait_back(180, since=start, app=MODEL)
+    back = wait_back(300, since=start, app=MODEL)
     time.sleep(5)
     counts = loop.stop()
     after = replica_ids()
