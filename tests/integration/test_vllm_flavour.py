@@ -13,6 +13,7 @@ Needs Docker (with buildx) and PyPI; scripts/test.sh vllm starts the engine.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,11 @@ import pytest
 import yaml
 
 from helpers import ROOT, ok, playbook, sh, words
+
+# The filter that writes the cpusets also reads them (it parses without Ansible).
+_spec = importlib.util.spec_from_file_location("ray_cpus", ROOT / "plugins/filter/ray_cpus.py")
+cpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cpus)
 
 LOCKS = ROOT / "roles/ray_image/files/locks"
 DEFAULTS = yaml.safe_load((ROOT / "roles/ray/defaults/main.yml").read_text())
@@ -151,12 +157,17 @@ def render_compose(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedPro
     return result, tmp_path / "project/localhost.compose.yaml"
 
 
-def compose_images(compose: Path) -> set[str]:
+def compose_services(compose: Path) -> dict:
+    """The services as `docker compose config` reads them, after it accepts the file."""
     quiet = sh("docker", "compose", "-f", str(compose), "config", "--quiet")
     assert quiet.returncode == 0, quiet.stderr
-    config = json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)
-    assert {"ray-head", "ray-worker-1"} <= set(config["services"])
-    return {service["image"] for service in config["services"].values()}
+    services = json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)["services"]
+    assert {"ray-head", "ray-worker-1"} <= set(services)
+    return services
+
+
+def compose_images(compose: Path) -> set[str]:
+    return {service["image"] for service in compose_services(compose).values()}
 
 
 def test_compose_runs_the_vllm_image(tmp_path):
@@ -173,24 +184,12 @@ def test_compose_gives_vllm_cpu_workers_cores_of_their_own(tmp_path):
     ok(result)
     services = compose_services(compose)
     assert "cpuset" not in services["ray-head"]
-    sets = [cpuset_ids(services[f"ray-worker-{i}"]["cpuset"]) for i in (1, 2)]
+    sets = [cpus.ray_cpuset_ids(services[f"ray-worker-{i}"]["cpuset"]) for i in (1, 2)]
     assert not set(sets[0]) & set(sets[1]), sets
     assert sorted(sets[0] + sets[1]) == host_cpus, sets
     for i, ids in enumerate(sets, 1):
         reserved = services[f"ray-worker-{i}"]["environment"].get("VLLM_CPU_NUM_OF_RESERVED_CPU")
         assert reserved == ("0" if len(ids) == 1 else None), (ids, reserved)
-
-
-def compose_services(compose: Path) -> dict:
-    return json.loads(sh("docker", "compose", "-f", str(compose), "config", "--format", "json").stdout)["services"]
-
-
-def cpuset_ids(text: str) -> list[int]:
-    ids = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        ids += range(int(first), int(last or first) + 1)
-    return ids
 
 
 def test_compose_with_an_insisted_pair_warns(tmp_path):
