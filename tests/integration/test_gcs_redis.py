@@ -35,7 +35,8 @@ def project_containers() -> list[str]:
 def test_move_to_redis_keeps_the_application():
     out = ok(run_playbook("site.yml", *REDIS))
     assert "ray-redis" in project_containers(), out[-3000:]
-    # Moving to empty storage starts a new cluster state; the restore play deploys echo-cpu again.
+    # test_gcs_storage_off left a cluster whose head restart lost echo-cpu;
+    # Redis starts empty too: the restore play deploys the recorded echo-cpu again.
     wait_for(lambda apps: "echo-cpu" in apps, 60, "echo-cpu restored on Redis")
     # Two replicas, one per worker: both workers' proxies serve during the faults below.
     ok(run_playbook("serve.yml", "-e", "model=echo-cpu", *REDIS, "-e", TWO_REPLICAS))
