@@ -18,6 +18,8 @@ USER_AGENT = 'ansible-ray-compose'
 JOB_TERMINAL_STATES = frozenset(('SUCCEEDED', 'FAILED', 'STOPPED'))
 _EXCERPT_LEN = 300
 SERVE_APPS_PATH = '/api/serve/applications/'
+# Seconds a PUT of the Serve config may take (it starts Serve's controller on a fresh head).
+SERVE_PUT_TIMEOUT = 60
 # Top-level Serve settings that a PUT must carry over: the PUT replaces the whole Serve config.
 SERVE_TOP_LEVEL_KEYS = ('proxy_location', 'http_options', 'grpc_options', 'target_capacity')
 # Ray drains the proxy of a node left without replicas and then removes it: not a proxy that should serve.
@@ -113,8 +115,9 @@ class RayDashboardClient:
         text = to_text(text, errors='surrogate_or_replace')
         return text.replace(self._token, '********') if self._token else text
 
-    def request(self, method, path, body=None, query=None):
-        """Send one request; return the parsed JSON answer, the text when it is not JSON, or None when empty."""
+    def request(self, method, path, body=None, query=None, timeout=None):
+        """Send one request; return the parsed JSON answer, the text when it is not JSON, or None when empty.
+        ``timeout`` replaces the client's for this request."""
         method = method.upper()
         url = '%s/%s' % (self.url, path.lstrip('/'))
         if query:
@@ -122,7 +125,7 @@ class RayDashboardClient:
         data = None if body is None else json.dumps(body).encode('utf-8')
         try:
             resp = open_url(url, data=data, method=method, headers=self._headers(data is not None),
-                            http_agent=USER_AGENT, timeout=self.timeout, validate_certs=self.validate_certs,
+                            http_agent=USER_AGENT, timeout=timeout or self.timeout, validate_certs=self.validate_certs,
                             use_netrc=False)  # a ~/.netrc entry would replace our Bearer header
             raw = resp.read()
         except urllib.error.HTTPError as e:
@@ -137,8 +140,8 @@ class RayDashboardClient:
     def get(self, path, query=None):
         return self.request('GET', path, query=query)
 
-    def put(self, path, body=None, query=None):
-        return self.request('PUT', path, body=body, query=query)
+    def put(self, path, body=None, query=None, timeout=None):
+        return self.request('PUT', path, body=body, query=query, timeout=timeout)
 
     def post(self, path, body=None, query=None):
         return self.request('POST', path, body=body, query=query)
@@ -268,8 +271,10 @@ class RayDashboardClient:
         return answer
 
     def put_serve_applications(self, body):
-        """Declare the whole Serve config. Applications left out of ``body['applications']`` are deleted."""
-        return self.put(SERVE_APPS_PATH, body=body)
+        """Declare the whole Serve config. Applications left out of ``body['applications']`` are deleted.
+        The dashboard answers only once Serve's controller has taken it, which on a head that just started
+        (and a busy host) took longer than the usual request timeout: at least SERVE_PUT_TIMEOUT seconds."""
+        return self.put(SERVE_APPS_PATH, body=body, timeout=max(self.timeout, SERVE_PUT_TIMEOUT))
 
 
 # --- Serve helpers (pure) ---------------------------------------------------------------------------------------------

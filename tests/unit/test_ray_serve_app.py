@@ -485,6 +485,9 @@ def test_client_serve_methods(dashboard):
     dashboard.routes['PUT ' + PATH] = ''
     assert client.put_serve_applications({'applications': []}) is None
     assert dashboard.requests[-1]['body'] == {'applications': []}
+    # The PUT waits for Serve's controller (slow on a fresh head); reads keep the client's timeout.
+    assert dashboard.requests[-1]['kwargs']['timeout'] == 60
+    assert dashboard.requests[-2]['kwargs']['timeout'] == 10
     dashboard.routes['GET ' + PATH] = 'Serve is not running'
     with pytest.raises(RayDashboardError, match='unexpected answer from the Ray dashboard at ' + URL):
         client.serve_applications()
