@@ -7,6 +7,7 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -100,11 +101,13 @@ class RequestLoop:
     """request_loop.py in the background; stop() returns its counts."""
 
     def __init__(self, stop_file: Path, urls: list[str], model: str = "echo-cpu", max_seconds: int = 400,
-                 timeout: float = 10):
+                 timeout: float = 10, api_key: str = ""):
         self.stop_file = Path(stop_file)
         self.stop_file.unlink(missing_ok=True)
+        env = dict(os.environ, REQUEST_LOOP_API_KEY=api_key)
         self.process = subprocess.Popen([sys.executable, str(LOOP), f"--stop={self.stop_file}", f"--model={model}",
-                                         f"--max-seconds={max_seconds}", f"--timeout={timeout}", *urls], stdout=subprocess.PIPE, text=True)
+                                         f"--max-seconds={max_seconds}", f"--timeout={timeout}", *urls],
+                                        stdout=subprocess.PIPE, text=True, env=env)
 
     def stop(self) -> dict:
         self.stop_file.touch()

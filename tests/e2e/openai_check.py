@@ -9,6 +9,7 @@ stream does not come in several chunks that end with a finish reason.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -38,7 +39,8 @@ def stream_chat(client, model):
 
 def main():
     base_url, model = sys.argv[1], sys.argv[2]
-    client = OpenAI(base_url=base_url, api_key="unused", timeout=60, max_retries=2)
+    # Through the gateway, the key from OPENAI_API_KEY, as the client itself reads it.
+    client = OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "unused", timeout=60, max_retries=2)
     models = sorted(m.id for m in client.models.list())
     answer = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "ping from the e2e test"}], max_tokens=16)

@@ -9,6 +9,9 @@ connection level (refused, reset, timed out) leaves the rotation until its
 still counts as failed, as does every error status.
 
   request_loop.py --stop FILE --model M URL [URL ...]
+
+With REQUEST_LOOP_API_KEY set (through the gateway), each request sends it
+as `Authorization: Bearer`.
 """
 import argparse
 import json
@@ -21,8 +24,10 @@ import urllib.request
 def one(url, model, timeout, max_tokens):
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}],
                        "max_tokens": max_tokens}).encode()
-    req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("REQUEST_LOOP_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["REQUEST_LOOP_API_KEY"]
+    req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=timeout) as r:
         doc = json.load(r)
         if not doc.get("choices"):

@@ -229,3 +229,48 @@ def test_unknown_image_distribution(tmp_path):
     result = run_site(tmp_path, ONE_HOST, "-e", "ray_image_distribution=rsync")
     # The role's argument spec names the choices.
     assert_stopped_early(result, r"ray_image_distribution must be one of: copy, build, registry, got: rsync")
+
+
+GATEWAY = {"ray_gateway_enabled": True}
+
+
+def test_bad_gateway_keys(tmp_path):
+    same = "k" * 40
+    keys = {"empty": "", "short": "s" * 31, "team-a": same, "team-b": same, "spaced": "a b" + "c" * 40}
+    result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({**GATEWAY, "ray_gateway_api_keys": keys}))
+    assert_stopped_early(result, r"the key of empty is empty", r"the key of short is shorter than 32 characters",
+                         r"team-a and team-b have the same key", r"the key of spaced has a character outside",
+                         r"openssl rand -hex 24")
+    # The message names keys, never shows them.
+    assert same not in result.stdout + result.stderr
+
+
+def test_gateway_port_collides(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({**GATEWAY, "ray_gateway_port": 8265}))
+    assert_stopped_early(result, r"ray_gateway_port \(8265\) is also ray_dashboard_port",
+                         r"change\s+ray_gateway_port or ray_gateway_metrics_port")
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """Two self-signed certificates with their keys: a.crt/a.key, b.crt/b.key."""
+    folder = tmp_path_factory.mktemp("tls")
+    for name in "ab":
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                        "-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt")],
+                       check=True, capture_output=True)
+    return folder
+
+
+def test_gateway_certificate_without_key(tmp_path, certificates):
+    extra = {**GATEWAY, "ray_gateway_tls_certificate": str(certificates / "a.crt")}
+    assert_stopped_early(run_site(tmp_path, ONE_HOST, "-e", json.dumps(extra)),
+                         r"ray_gateway_tls_certificate is set but ray_gateway_tls_key is not", r"give both")
+
+
+def test_gateway_key_of_another_certificate(tmp_path, certificates):
+    extra = {**GATEWAY, "ray_gateway_tls_certificate": str(certificates / "a.crt"),
+             "ray_gateway_tls_key": str(certificates / "b.key")}
+    assert_stopped_early(run_site(tmp_path, ONE_HOST, "-e", json.dumps(extra)),
+                         r"ray_gateway_tls_key \(\S+b.key\) is not the key of\s+ray_gateway_tls_certificate",
+                         r"give the key the certificate was issued for")

