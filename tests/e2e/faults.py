@@ -19,8 +19,11 @@ TOKEN_FILE = Path("/opt/ray-cluster/secrets/ray_auth_token")
 LOOP = Path(__file__).with_name("request_loop.py")
 # serve.yml extra vars: echo-cpu at exactly 2 replicas, one per worker, so
 # that both workers run a proxy (EveryNode puts proxies only where replicas are).
+# One replica on each worker: Serve runs a proxy only where a replica runs,
+# and both replicas on one worker leave nothing when that worker goes.
 TWO_REPLICAS = json.dumps({"ray_serve_autoscaling": {"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 5,
-                                                     "upscale_delay_s": 5, "downscale_delay_s": 30}})
+                                                     "upscale_delay_s": 5, "downscale_delay_s": 30},
+                           "ray_serve_max_replicas_per_node": 1})
 
 
 def api(path: str, timeout: float = 5) -> dict:
