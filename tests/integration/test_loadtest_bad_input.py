@@ -76,3 +76,8 @@ def test_negative_think_time():
 def test_report_directory_not_writable(root, why):
     assert_no_load(run_loadtest("-e", "model=echo-cpu", "-e", f"ray_loadtest_report_root={root}"),
                    rf"The report directory {root} cannot be written on the\s+controller \({why}\)")
+
+
+def test_early_end_not_a_whole_number():
+    assert_no_load(run_loadtest("-e", "model=echo-cpu", "-e", "ray_loadtest_end_after_scale_up=-5"),
+                   r"ray_loadtest_end_after_scale_up is '-5'; it must be a whole number of\s+seconds, 0 or more, or -1")

@@ -423,15 +423,19 @@ FAKE_LOCUST = textwrap.dedent('''\
                 + os.environ.get("LOADTEST_PROMPTS", ""))
     open(csv_base + "_stats.csv", "w").write("Type,Name\\n")
     header = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,Total Request Count,Total Failure Count"
+    # Like Locust: SIGINT (Ctrl-C) ends the run early, the stats and report are still written.
+    stopped = []
+    signal.signal(signal.SIGINT, lambda *_: stopped.append(True))
     with open(csv_base + "_stats_history.csv", "w") as h:
         h.write(header + "\\n")
         end = time.time() + run_s
         n = 0
-        while time.time() < end:
+        while time.time() < end and not stopped:
             n += 1
             h.write(f"{int(time.time())},3,,Aggregated,2.5,0.0,{n},0\\n")
             h.flush()
             time.sleep(0.1)
+    open(a[a.index("--html") + 1], "w").write("<html></html>")  # at the end, as Locust does
     sys.exit(int(os.environ.get("FAKE_LOCUST_RC", "0")))
 ''')
 
@@ -477,7 +481,7 @@ def fake_locust(tmp_path):
     return [sys.executable, str(p)]
 
 
-def run_args(out, dashboard, locust_py, run_time=2, heartbeat_timeout=30, settle=10, token=''):
+def run_args(out, dashboard, locust_py, run_time=2, heartbeat_timeout=30, settle=10, token='', end_after_max=None):
     # --locust must be one executable: wrap the fake in a shell script.
     wrapper = os.path.join(os.path.dirname(out), 'locust')
     with open(wrapper, 'w') as f:
@@ -489,7 +493,8 @@ def run_args(out, dashboard, locust_py, run_time=2, heartbeat_timeout=30, settle
             '--token-file', token, '--app', 'slow', '--deployment', 'OpenAIEcho',
             '--min-replicas', '1', '--max-replicas', '2', '--settle-timeout', str(settle),
             '--heartbeat-timeout', str(heartbeat_timeout), '--interval', '0.2',
-            '--locust', wrapper, '--locustfile', '/dev/null']
+            '--locust', wrapper, '--locustfile', '/dev/null'] + (
+                [] if end_after_max is None else ['--end-after-max', str(end_after_max)])
 
 
 def read_timeline(path):
@@ -525,6 +530,26 @@ def test_run_records_scale_up_and_back(tmp_path, fake_locust):
     args = open(os.path.join(out, 'locust_args.txt')).read().splitlines()
     assert '--host http://127.0.0.1:1/slow --csv' in args[0]
     assert args[1] == 'm' and json.loads(args[2]) == ['p1', 'p2']
+
+
+def test_run_ends_the_load_once_max_replicas_ran_long_enough(tmp_path, fake_locust):
+    dash = FakeDashboard(up=0.6, down=3.0)
+    out = str(tmp_path / 'out')
+    try:
+        res = subprocess.run([sys.executable, DRIVER, *run_args(out, dash.url, fake_locust, run_time=60,
+                                                                end_after_max=0.5)],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        dash.close()
+    log = open(os.path.join(out, 'driver.log')).read()
+    assert res.returncode == 0, res.stderr + log
+    ev = json.load(open(os.path.join(out, 'events.json')))
+    assert ev['aborted'] is False and ev['locust_rc'] == 0, ev
+    # Ended after 0.5 s at 2 replicas, long before the 60 s run time; then back at min.
+    assert ev['first_running_max'] + 0.5 <= ev['load_end'] < ev['load_start'] + 10, ev
+    assert ev['back_at_min'] is not None and 'ending the load' in log
+    # Ended as Locust's Ctrl-C: its report is written (SIGTERM would skip it).
+    assert os.path.exists(os.path.join(out, 'report.html'))
 
 
 def test_run_dead_man_switch_stops_locust(tmp_path, fake_locust):

@@ -200,6 +200,20 @@ def test_cli_writes_figure_summary_and_verdict(tmp_path, name, ok):
         assert 'failure ratio 5.74% is above the bound 1% (7 of 122 requests failed)' in v['problems']
 
 
+@pytest.mark.parametrize('run_time', ['10', ''])
+def test_summary_shows_how_long_the_load_ran(tmp_path, run_time):
+    # '' is what report.yml passes when the load may end early
+    # (ray_loadtest_end_after_scale_up): the figure's title takes the load's own length.
+    run_dir = tmp_path / 'run'
+    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
+    events = json.loads((run_dir / 'events.json').read_text())
+    result = run_cli(run_dir, '--run-time', run_time)
+    assert result.returncode == 0, result.stderr
+    load = round(events['load_end'] - events['load_start'], 3)
+    assert json.loads(result.stdout)['load_s'] == load
+    assert '| Load | %s | |' % make_report.fmt(load, ' s') in (run_dir / 'summary.md').read_text()
+
+
 @pytest.mark.parametrize('damage, words', [
     (lambda d: (d / 'timeline.csv').unlink(), 'cannot read {d}/timeline.csv'),
     (lambda d: (d / 'events.json').write_text('{"load_start": 1'), 'cannot read {d}/events.json'),

@@ -535,6 +535,16 @@ class Driver:
         write_atomic(self.path("locust.pgid"), f"{self.pgid}\n")
         self.log(f"locust pid/pgid {self.pgid}")
 
+    def scaled_up_long_enough(self):
+        """--end-after-max: max_replicas have been RUNNING for that many seconds of the load."""
+        if self.a.end_after_max < 0:
+            return False
+        with self.lock:
+            rows = list(self.rows)
+        first = detect_events(rows, self.a.min_replicas, self.a.max_replicas,
+                              self.load_start, None)["first_running_max"]
+        return first is not None and time.time() - first >= self.a.end_after_max
+
     def locust_log_tail(self, n=400):
         try:
             with open(self.path("locust.log"), errors="replace") as f:
@@ -556,10 +566,17 @@ class Driver:
         self.sampler = threading.Thread(target=self.sampler_loop, name="sampler", daemon=True)
         self.sampler.start()
 
+        ending = False
         while True:
             rc = self.proc.poll()
             if rc is not None:
                 break
+            if not ending and self.scaled_up_long_enough():
+                # SIGINT, as Ctrl-C: Locust writes its stats and its HTML
+                # report, as at the end of its run time (on SIGTERM it skips the report).
+                ending = True
+                self.log(f"{self.a.max_replicas} replicas RUNNING for {self.a.end_after_max:g} s: ending the load")
+                signal_group(self.pgid, signal.SIGINT)
             self.tick(time.monotonic() + 0.2)
         with self.lock:
             self.load_end = time.time()
@@ -761,7 +778,9 @@ def build_parser():
     r.add_argument("--model", required=True)
     r.add_argument("--users", type=int, required=True)
     r.add_argument("--spawn-rate", type=float, required=True)
-    r.add_argument("--run-time", type=int, required=True, help="seconds")
+    r.add_argument("--run-time", type=int, required=True, help="seconds (the longest, with --end-after-max)")
+    r.add_argument("--end-after-max", type=float, default=-1,
+                   help="end the load this many seconds after max replicas are RUNNING; <0: run the full run time")
     r.add_argument("--prompts", required=True, help="JSON list of prompts")
     r.add_argument("--max-tokens", type=int, required=True)
     r.add_argument("--wait-s", type=float, default=0.0, help="think time of each user between requests")

@@ -251,6 +251,7 @@ def compute_verdict(events, stats, timeline, max_failure_ratio=0.01, upscale_del
         'failure_ratio': round(ratio, 6), 'max_failure_ratio': max_failure_ratio, 'failures_ok': failures_ok,
         'requests': requests, 'failures': failures, 'rps_mean': round(stats['rps_mean'], 3),
         'p50_ms': stats['p50_ms'], 'p95_ms': stats['p95_ms'],
+        'load_s': since(end, start),
         'reaction': {
             'load_start_to_scale_decided_s': since(events.get('first_target_max'), start),
             'load_start_to_replica_running_s': since(running_max, start),
@@ -332,6 +333,7 @@ def write_summary(verdict, title, run_dir, notes):
         lines += ['- ' + p for p in verdict['problems']]
     goals, reaction = verdict['goals'], verdict['reaction']
     lines += ['', '| Figure | Value | Goal |', '|---|---|---|',
+              '| Load | %s | |' % fmt(verdict['load_s'], ' s'),
               '| Requests | %d | |' % verdict['requests'],
               '| Failures | %d | |' % verdict['failures'],
               '| Failure ratio | %s | ≤ %s |' % (pct(verdict['failure_ratio']), pct(verdict['max_failure_ratio'])),
@@ -378,7 +380,8 @@ def parse_args(argv):
     p.add_argument('--app')
     p.add_argument('--users', type=int)
     p.add_argument('--spawn-rate', type=float)
-    p.add_argument('--run-time', type=float)
+    # Empty: the load's own length (a load that ended early).
+    p.add_argument('--run-time', type=lambda v: float(v) if v else None)
     return p.parse_args(argv)
 
 
