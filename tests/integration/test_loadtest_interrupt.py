@@ -67,19 +67,7 @@ def interrupt(proc: subprocess.Popen, tmp_path: Path, sig: int, group: bool) -> 
     return rc, (tmp_path / "loadtest.log").read_text(), time.monotonic() - t0
 
 
-@pytest.mark.parametrize("sig, group, rc", [
-    (signal.SIGINT, True, 99),      # Ctrl-C in a terminal: ansible-playbook's "User interrupted execution"
-    (signal.SIGTERM, False, 143),   # e.g. a CI job's timeout
-], ids=["ctrl-c", "sigterm"])
-def test_interrupted_run_leaves_no_locust(tmp_path, sig, group, rc):
-    stale = sorted(p.name for p in RUNS.iterdir()) if RUNS.is_dir() else []
-    proc = start_loadtest(tmp_path)
-    wait_for_locust(proc, tmp_path)
-    # The run cleared what earlier (interrupted) runs left behind.
-    left = [name for name in stale if (RUNS / name).exists()]
-    assert not left, f"stale run directories not removed: {left}"
-
-    code, out, took = interrupt(proc, tmp_path, sig, group)
+def assert_stopped(code: int, out: str, took: float, rc: int) -> None:
     # Checked the moment ansible-playbook is gone, not after the driver's heartbeat timeout.
     assert load_processes() == [], f"still running after the playbook ended:\n{load_processes()}\n{out[-3000:]}"
     assert code == rc, out[-3000:]
@@ -88,7 +76,10 @@ def test_interrupted_run_leaves_no_locust(tmp_path, sig, group, rc):
     assert took < 60, f"ansible-playbook took {took:.1f} s to stop"
 
 
-def test_second_load_test_is_refused_while_one_runs(tmp_path):
+def test_second_load_test_is_refused_and_ctrl_c_leaves_no_locust(tmp_path):
+    """A second load test is refused while one runs; then Ctrl-C (SIGINT to the
+    whole process group, as a terminal sends it) stops the first. One load
+    test for both: each start costs the play's preflight and Locust's start."""
     first = start_loadtest(tmp_path)
     try:
         wait_for_locust(first, tmp_path)
@@ -97,5 +88,18 @@ def test_second_load_test_is_refused_while_one_runs(tmp_path):
                              r"loadtest_driver\.py stop --out=/opt/ray-cluster/loadtest/runs/echo-cpu-")
         assert locust_running(), "the refused run stopped the first one"
     finally:
-        code, out, _ = interrupt(first, tmp_path, signal.SIGINT, True)
-    assert load_processes() == [], out[-3000:]
+        stopped = interrupt(first, tmp_path, signal.SIGINT, True)
+    # ansible-playbook's "User interrupted execution" exit code.
+    assert_stopped(*stopped, rc=99)
+
+
+def test_sigterm_leaves_no_locust(tmp_path):
+    """SIGTERM to ansible-playbook alone, as a CI job's timeout sends it."""
+    stale = sorted(p.name for p in RUNS.iterdir()) if RUNS.is_dir() else []
+    proc = start_loadtest(tmp_path)
+    wait_for_locust(proc, tmp_path)
+    # The run cleared what earlier (interrupted) runs left behind: here the
+    # Ctrl-C'd run of the test before.
+    left = [name for name in stale if (RUNS / name).exists()]
+    assert not left, f"stale run directories not removed: {left}"
+    assert_stopped(*interrupt(proc, tmp_path, signal.SIGTERM, False), rc=143)
