@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make a tiny random-weight checkpoint of the Qwen3 architecture, for tests.
 
-    make-test-checkpoint.py OUT_DIR
+    make-test-checkpoint.py [--full-size] OUT_DIR
 
 It writes what vLLM loads for `Qwen3ForCausalLM`, with no hub and in seconds:
 config.json and generation_config.json, model.safetensors (random bf16
@@ -13,8 +13,10 @@ Needs numpy and tokenizers (both in the vllm-cpu image):
     docker run --rm -i -v OUT_DIR:/out -u 1000 IMAGE python - /out < scripts/make-test-checkpoint.py
 
 The shapes are the smallest that vLLM's CPU attention takes: head_dim 32
-(16 fails), 4 query and 2 key/value heads. The same inputs always give the
-same files.
+(16 fails), 4 query and 2 key/value heads. With --full-size they are the real
+Qwen3-0.6B's (28 layers, hidden 1024, vocab padded to 151936: 0.6 B
+parameters, 1.2 GB, about a minute), so that a benchmark computes per token
+what the real model would. The same inputs always give the same files.
 """
 import json
 import os
@@ -38,6 +40,10 @@ CHAT_TEMPLATE = (
 )
 SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32}
+# Qwen/Qwen3-0.6B's config.json.
+FULL_SHAPE = {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+              "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128}
+FULL_VOCAB = 151936
 
 
 def corpus():
@@ -90,27 +96,36 @@ def weights(out, vocab):
                        p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
                        p + "mlp.down_proj.weight": (h, i)})
     rng = np.random.default_rng(1)
-    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name in sorted(shapes):
-        shape = shapes[name]
-        # Norms start at one, everything else small and random.
-        data = bf16(np.ones(shape) if len(shape) == 1 else rng.normal(0, 0.02, shape))
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+        size = 2 * int(np.prod(shapes[name]))
+        header[name] = {"dtype": "BF16", "shape": list(shapes[name]), "data_offsets": [offset, offset + size]}
+        offset += size
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     with open(os.path.join(out, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+        f.write(struct.pack("<Q", len(head)) + head)
+        # One tensor at a time: the full size would not fit twice in a small machine's memory.
+        for name in sorted(shapes):
+            shape = shapes[name]
+            # Norms start at one, everything else small and random.
+            f.write(bf16(np.ones(shape) if len(shape) == 1
+                         else rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)))
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    full = "--full-size" in args
+    args = [a for a in args if a != "--full-size"]
+    if len(args) != 1:
         sys.exit(__doc__)
-    out = sys.argv[1]
+    out = args[0]
+    if full:
+        SHAPE.update(FULL_SHAPE)
     os.makedirs(out, exist_ok=True)
     tokens, ids = tokenizer(out)
-    vocab = -(-tokens // 64) * 64  # padded like real checkpoints; >= the tokenizer's size
+    # Padded like real checkpoints; >= the tokenizer's size.
+    vocab = FULL_VOCAB if full else -(-tokens // 64) * 64
     config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", **SHAPE,
               "vocab_size": vocab, "max_position_embeddings": 40960, "rope_theta": 1000000,
               "rms_norm_eps": 1e-06, "hidden_act": "silu", "attention_bias": False,
@@ -124,7 +139,7 @@ def main():
         json.dump({"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
                    "pad_token_id": ids["<|endoftext|>"]}, f, indent=2)
     weights(out, vocab)
-    print(f"{out}: tiny Qwen3 checkpoint, vocab {vocab} ({tokens} tokens), "
+    print(f"{out}: {'full-size' if full else 'tiny'} Qwen3 checkpoint, vocab {vocab} ({tokens} tokens), "
           f"{os.path.getsize(os.path.join(out, 'model.safetensors'))} bytes of weights")
 
 
