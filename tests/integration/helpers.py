@@ -17,6 +17,24 @@ LOCAL = "ansible_connection=local ansible_python_interpreter=/usr/bin/python3"
 ONE_HOST = f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\nlocalhost {LOCAL}\n"
 TOKEN_FILE = Path("/opt/ray-cluster/secrets/ray_auth_token")
 DASHBOARD = "http://127.0.0.1:8265"
+# The model endpoint of the default inventory's cluster: Ray's Serve port, or
+# the gateway (ray_gateway_enabled) in front of it.
+SERVE = "http://127.0.0.1:8000"
+GATEWAY_KEY_FILE = Path("/opt/ray-cluster/secrets/gateway_api_key")
+# Extra vars of the live cluster's image (and gateway) that scripts/test.sh
+# passes on, so that the tests' own playbook runs keep them.
+IMAGE_VARS = ("-e", f"@{os.environ['RAY_COMPOSE_IMAGE_VARS']}") if os.environ.get("RAY_COMPOSE_IMAGE_VARS") else ()
+
+
+def gateway_running() -> bool:
+    result = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", "ray-gateway"],
+                            capture_output=True, text=True, timeout=60)
+    return result.stdout.strip() == "true"
+
+
+def serve_key() -> str:
+    """The API key the model endpoint wants: the gateway's generated key when it runs, else none."""
+    return GATEWAY_KEY_FILE.read_text().strip() if gateway_running() else ""
 
 
 def run_playbook(playbook: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -3,9 +3,11 @@ in front of every node's Serve proxy, with API keys.
 
 Runs against the live cluster of the default inventory running the vllm-cpu
 image with Qwen3-0.6B deployed (RAY_COMPOSE_IMAGE_VARS names the image's
-extra vars file, so that site.yml keeps that image). It turns the gateway on,
-checks keys, streaming, secrecy, a key rotation under an open stream and a
-head restart under requests, and turns it off again.
+extra vars file, so that site.yml keeps that image). scripts/test.sh's
+cluster stage runs it behind the gateway already (its vars file turns it
+on); else the tests turn it on, and off again at the end. They check keys,
+streaming, secrecy, a re-run, a head crash under requests and, last, a key
+rotation under an open stream.
 """
 from __future__ import annotations
 
@@ -23,16 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from e2e.faults import RequestLoop, docker, wait_back
-from helpers import ROOT, ok, run_playbook
+from e2e.faults import RequestLoop, docker, wait_back, worker_proxies
+from helpers import GATEWAY_KEY_FILE as KEY_FILE
+from helpers import IMAGE_VARS, ROOT, SERVE, gateway_running, ok, run_playbook
 
 pytestmark = pytest.mark.usefixtures("vllm_cpu_cluster")
 
 MODEL = "Qwen3-0.6B"
-GATEWAY = "http://127.0.0.1:8000"
-KEY_FILE = Path("/opt/ray-cluster/secrets/gateway_api_key")
-IMAGE = ("-e", f"@{os.environ['RAY_COMPOSE_IMAGE_VARS']}") if os.environ.get("RAY_COMPOSE_IMAGE_VARS") else ()
-ON = (*IMAGE, "-e", "ray_gateway_enabled=true")
+GATEWAY = SERVE
+ON = (*IMAGE_VARS, "-e", "ray_gateway_enabled=true")
 
 
 def call(path: str, key: str | None = None, body: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
@@ -48,20 +49,24 @@ def call(path: str, key: str | None = None, body: dict | None = None, timeout: f
 
 @pytest.fixture(scope="module")
 def gateway():
+    """site.yml's output with the gateway on: a re-run where it was on already."""
+    was_on = gateway_running()
     out = ok(run_playbook("site.yml", *ON, timeout=900))
-    # Turning the gateway on recreates the head (it no longer publishes the port): wait for the model.
-    wait_back(300, app=MODEL)
-    yield out
-    ok(run_playbook("site.yml", *IMAGE, timeout=900))
-    # Off again: the head publishes Serve's port itself.
-    assert "8000/tcp" in docker("port", "ray-head")
+    if not was_on:
+        # Turning the gateway on recreates the head (it no longer publishes the port): wait for the model.
+        wait_back(300, app=MODEL)
+    yield {"out": out, "rerun": was_on}
+    if not was_on:
+        ok(run_playbook("site.yml", *IMAGE_VARS, timeout=900))
+        # Off again: the head publishes Serve's port itself.
+        assert "8000/tcp" in docker("port", "ray-head")
 
 
 def test_the_gateway_holds_the_port(gateway):
     assert "8000/tcp" in docker("port", "ray-gateway")
     assert "8000/tcp" not in docker("port", "ray-head")
     assert re.search(r"Serve endpoint: http://\S+:8000 \(the gateway.*?API key:\s+/opt/ray-cluster/secrets/gateway_api_key",
-                     gateway, re.S), gateway[-3000:]
+                     gateway["out"], re.S), gateway["out"][-3000:]
 
 
 def test_keys_are_checked(gateway):
@@ -86,7 +91,7 @@ def test_openai_client_streams_through_the_gateway(gateway):
 
 def test_the_key_shows_nowhere(gateway):
     key = KEY_FILE.read_text().strip()
-    assert key not in gateway
+    assert key not in gateway["out"]
     for name in ("ray-gateway", "ray-head"):
         assert key not in docker("inspect", name)
     logs = subprocess.run(["docker", "logs", "ray-gateway"], capture_output=True, text=True, timeout=60)
@@ -98,14 +103,32 @@ def test_the_key_shows_nowhere(gateway):
 
 
 def test_rerun_changes_nothing(gateway):
-    out = ok(run_playbook("site.yml", *ON, timeout=900))
+    out = gateway["out"] if gateway["rerun"] else ok(run_playbook("site.yml", *ON, timeout=900))
     assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\b", out), out[-3000:]
+
+
+def test_head_crash_through_the_gateway_fails_no_request(gateway, tmp_path):
+    key = KEY_FILE.read_text().strip()
+    loop = RequestLoop(tmp_path / "stop", [GATEWAY], model=MODEL, timeout=60, api_key=key)
+    time.sleep(3)
+    start = time.monotonic()
+    pid = docker("inspect", "-f", "{{.State.Pid}}", "ray-head").strip()
+    subprocess.run(["kill", "-9", pid], check=True)
+    back = wait_back(300, since=start, app=MODEL)
+    # Until the restarted head's own proxy is back too.
+    time.sleep(3)
+    counts = loop.stop()
+    print(f"head crash (kill -9) through the gateway: back in {back:.1f} s; "
+          f"{counts['failed']} of {counts['total']} requests failed")
+    assert counts["failed"] == 0, counts
+    assert counts["ok"] > 10, counts
+    assert worker_proxies(), "no worker proxy answers after the crash"
 
 
 def test_rotation_keeps_an_open_stream(gateway):
     old = KEY_FILE.read_text().strip()
     new = secrets.token_hex(24)
-    stream = {}
+    stream, reload_done = {}, threading.Event()
 
     def long_stream():
         from openai import OpenAI
@@ -116,8 +139,10 @@ def test_rotation_keeps_an_open_stream(gateway):
                                                         max_tokens=6000, stream=True, extra_body={"ignore_eos": True}):
                 chunks += 1
                 stream.setdefault("first", time.monotonic())
-                # Read slowly: the stream stays open through the whole site.yml run (its reload included).
-                time.sleep(0.03)
+                # Read slowly until the reload is done, so that the stream stays
+                # open through the whole site.yml run (up to 3 minutes), then fast.
+                if not reload_done.is_set():
+                    time.sleep(0.03)
                 stream["finish"] = chunk.choices[0].finish_reason if chunk.choices else stream.get("finish")
         except Exception as error:  # noqa: BLE001 - the test reports it
             stream["error"] = repr(error)
@@ -129,6 +154,7 @@ def test_rotation_keeps_an_open_stream(gateway):
         time.sleep(0.2)
     out = ok(run_playbook("site.yml", *ON, "-e", json.dumps({"ray_gateway_api_keys": {"rotated": new}}), timeout=900))
     reloaded = time.monotonic()
+    reload_done.set()
     assert new not in out and re.search(r"Reload the gateway.*\n\s*changed:", out), out[-3000:]
     assert call("/v1/models", old)[0] == 401
     assert call("/v1/models", new)[0] == 200
@@ -137,19 +163,3 @@ def test_rotation_keeps_an_open_stream(gateway):
           f"{stream.get('chunks')} chunks, finish {stream.get('finish')}")
     assert "error" not in stream and stream["finish"] == "length", stream
     assert stream["end"] > reloaded, "the stream ended before the reload: make it longer"
-    # Back to the generated key for the tests below.
-    ok(run_playbook("site.yml", *ON, timeout=900))
-    assert call("/v1/models", new)[0] == 401
-
-
-def test_head_restart_through_the_gateway_fails_no_request(gateway, tmp_path):
-    key = KEY_FILE.read_text().strip()
-    loop = RequestLoop(tmp_path / "stop", [GATEWAY], model=MODEL, timeout=60, api_key=key)
-    time.sleep(3)
-    docker("restart", "ray-head")
-    back = wait_back(120, app=MODEL)
-    time.sleep(3)
-    counts = loop.stop()
-    print(f"head restart through the gateway: back in {back:.1f} s; {counts['failed']} of {counts['total']} failed")
-    assert counts["failed"] == 0, counts
-    assert counts["ok"] > 10, counts

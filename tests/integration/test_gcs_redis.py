@@ -138,8 +138,9 @@ def test_changed_redis_password_restarts_redis_and_head():
 
 
 def test_back_to_rocksdb():
-    # scripts/test.sh's cluster stage moves on to the vllm-cpu image here, so
-    # that the move back and the image change recreate the nodes once.
+    # scripts/test.sh's cluster stage moves on to the vllm-cpu image and the
+    # gateway here, so that the move back and the image change recreate the
+    # nodes once.
     image_vars = os.environ.get("RAY_COMPOSE_NEXT_IMAGE_VARS")
     ok(run_playbook("site.yml", *(("-e", f"@{image_vars}") if image_vars else ())))
     assert "ray-redis" not in project_containers()

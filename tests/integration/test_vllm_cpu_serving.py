@@ -5,10 +5,13 @@ image, with the catalog's Qwen3-0.6B deployed by serve.yml (scripts/test.sh's
 `cluster` stage puts a tiny random-weight Qwen3 checkpoint where the entry
 looks for weights). In order: the official `openai` client, a Locust load
 that must scale the replicas 1 -> 2 -> 1, and a head restart under requests.
+With the gateway on (scripts/test.sh turns it on for this phase), the client
+and the load go through it with its key.
 """
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -17,12 +20,12 @@ import time
 import pytest
 
 from e2e.faults import RequestLoop, api, docker, wait_back, worker_proxies
-from helpers import ROOT, run_playbook
+from helpers import IMAGE_VARS, ROOT, SERVE, gateway_running, run_playbook, serve_key
 
 pytestmark = pytest.mark.usefixtures("vllm_cpu_cluster")
 
 MODEL = "Qwen3-0.6B"
-BASE = "http://127.0.0.1:8000/v1"
+BASE = SERVE + "/v1"
 
 
 def replica_ids() -> dict[str, list[str]]:
@@ -38,8 +41,9 @@ def qwen_running(vllm_cpu_cluster):  # noqa: F811 - the imported fixture
 
 
 def test_openai_client_lists_completes_and_streams():
+    env = dict(os.environ, OPENAI_API_KEY=serve_key() or "unused")
     result = subprocess.run([sys.executable, str(ROOT / "tests/e2e/openai_check.py"), BASE, MODEL, "--stream"],
-                            capture_output=True, text=True, timeout=180)
+                            capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout.splitlines()[-1])
     print(f"openai client: models {answer['models']}, stream of {answer['stream']['chunks']} chunks, "
@@ -56,7 +60,7 @@ def test_loadtest_scales_one_two_one(tmp_path):
     # (ray_cluster_worker_cpusets) it was RUNNING 111-120 s into the load on
     # an idle 2-core machine, 199 s beside the Molecule lane, and not within
     # 300 s in a CI run whose load ran at half the usual requests/s.
-    result = run_playbook("loadtest.yml", "-e", f"model={MODEL}", "-e", "ray_loadtest_run_time=600",
+    result = run_playbook("loadtest.yml", *IMAGE_VARS, "-e", f"model={MODEL}", "-e", "ray_loadtest_run_time=600",
                           "-e", "ray_loadtest_end_after_scale_up=30",
                           "-e", f"ray_loadtest_report_root={tmp_path}", timeout=1000)
     out = result.stdout + result.stderr
@@ -86,7 +90,9 @@ def test_head_restart_keeps_the_replicas(tmp_path):
     before = replica_ids()
     workers = worker_proxies()
     assert workers
-    loop = RequestLoop(tmp_path / "stop", workers, model=MODEL, timeout=60)
+    # Round-robin through the workers' proxies and, when it runs, the gateway.
+    urls = workers + ([SERVE] if gateway_running() else [])
+    loop = RequestLoop(tmp_path / "stop", urls, model=MODEL, timeout=60, api_key=serve_key())
     time.sleep(5)
     start = time.monotonic()
     docker("restart", "ray-head")
@@ -95,6 +101,8 @@ def test_head_restart_keeps_the_replicas(tmp_path):
     counts = loop.stop()
     after = replica_ids()
     print(f"head restart with {MODEL}: back in {back:.1f} s; {counts['failed']} of {counts['total']} "
-          f"requests through the workers failed; replicas {before} -> {after}")
+          f"requests through {', '.join(urls)} failed; replicas {before} -> {after}")
     assert after == before
     assert counts["failed"] == 0 and counts["ok"] >= 10, counts
+    for url in urls:
+        assert counts["by_url"][url]["ok"] >= 5, counts
