@@ -24,8 +24,12 @@ Figures:
      (kill -9 of its main process): seconds until every node, the
      application and its proxies are back, and failed requests. With redis
      also Redis stopped for 30 s (timed from the stop).
-  7. (--only vllm) vLLM on CPU, the catalog's Qwen3-0.6B with the tiny test
-     checkpoint (scripts/make-test-checkpoint.py) on the vllm-cpu image:
+  7. (--only vllm) vLLM on CPU, the catalog's Qwen3-0.6B on the vllm-cpu image,
+     with a random-weight test checkpoint (scripts/make-test-checkpoint.py)
+     of the real model's size (--checkpoint full, the default: the same
+     compute per token as Qwen3-0.6B) or the tiny one CI uses (--checkpoint
+     tiny: almost no compute, so it measures Serve's per-chunk overhead). Real
+     weights already at the catalog's path are used as they are:
      a. Ray Serve LLM against bare `vllm serve` from the same image and
         checkpoint, one at a time, at the same concurrency, prompt and output
         length: output tokens/s of each (goal: Serve >= 0.9 of bare) and p50
@@ -37,6 +41,12 @@ Figures:
         config redeploys a Serve LLM application, so a second replica's
         start under load comes from loadtest.yml's verdict instead (its
         reaction: load start to the new replica RUNNING).
+  8. (--only gateway) The gateway (ray_gateway_enabled) against Serve's
+     proxy directly: echo-cpu at 2 replicas, one per worker, and the same
+     closed loop of short chat completions (keep-alive connections, a few
+     at a time) through the gateway's port and straight to a worker's
+     proxy, alternating rounds in one run: p50 latency added (goal <= 1 ms)
+     and requests/s (goal: gateway >= 0.98 of direct).
 Uses the default inventory (this machine) and tears nothing down at the end.
 """
 from __future__ import annotations
@@ -213,6 +223,8 @@ BARE_PORT = 8100
 # The same load on both: concurrent streams, each a fixed prompt and exactly max_tokens out.
 LOAD = {"concurrency": 8, "requests": 48, "max_tokens": 128,
         "prompt": "Explain in a few sentences what a Ray cluster is and why it autoscales. " * 4}
+# A full-size model on a CPU core makes tens of tokens per second: two requests per stream.
+FULL_SIZE_REQUESTS = 16
 
 
 def vllm_cpu_vars() -> list[str]:
@@ -271,23 +283,35 @@ def replica_start(cache: bool) -> float:
     return time.monotonic() - start
 
 
-def vllm_figures() -> None:
-    print("== 7. vLLM on CPU: Qwen3-0.6B (tiny test checkpoint) on the vllm-cpu image")
-    playbook("site.yml", *vllm_cpu_vars())
-    image = sh(["docker", "inspect", "--format", "{{.Config.Image}}", "ray-head"]).stdout.strip()
-    if not (CHECKPOINT / "config.json").exists():
+def test_checkpoint(image: str, size: str) -> str:
+    """Make the test checkpoint of this size at the catalog's path, unless real weights are there; say which."""
+    marker = CHECKPOINT / "RAY_COMPOSE_TEST_CHECKPOINT"
+    if (CHECKPOINT / "config.json").exists() and not marker.exists():
+        return f"real weights in {CHECKPOINT}"
+    if not marker.exists() or marker.read_text().strip() != size:
+        sh(["rm", "-rf", str(CHECKPOINT)])
         sh(["install", "-d", "-o", "1000", "-g", "1000", str(CHECKPOINT)])
         subprocess.run(["docker", "run", "--rm", "-i", "-u", "1000:1000", "-v", f"{CHECKPOINT}:/out", "--entrypoint",
-                        "python", image, "-", "/out"], stdin=open(ROOT / "scripts/make-test-checkpoint.py"),
-                       check=True, capture_output=True)
-        (CHECKPOINT / "RAY_COMPOSE_TEST_CHECKPOINT").touch()
+                        "python", image, "-", *(["--full-size"] if size == "full" else []), "/out"],
+                       stdin=open(ROOT / "scripts/make-test-checkpoint.py"), check=True, capture_output=True)
+        marker.write_text(size + "\n")
+    return f"random weights, {size} size (scripts/make-test-checkpoint.py)"
+
+
+def vllm_figures(checkpoint: str) -> None:
+    playbook("site.yml", *vllm_cpu_vars())
+    image = sh(["docker", "inspect", "--format", "{{.Config.Image}}", "ray-head"]).stdout.strip()
+    weights = test_checkpoint(image, checkpoint)
+    if checkpoint == "full" or not weights.startswith("random"):
+        LOAD["requests"] = FULL_SIZE_REQUESTS
+    print(f"== 7. vLLM on CPU: Qwen3-0.6B ({weights}) on the vllm-cpu image")
     for app in ("echo-cpu", "echo-cpu-slow"):
         playbook("serve.yml", "-e", f"model={app}", "-e", "ray_serve_state=absent")
 
     print(f"-- 7a. Ray Serve LLM vs bare vllm serve: {LOAD['concurrency']} concurrent streams, "
           f"{LOAD['requests']} requests of {LOAD['max_tokens']} tokens")
     figures = {}
-    for interval in (50, 10, 0):
+    for interval in (50, 10):
         serve_qwen(1, 1, stream_batching_interval_ms=interval)
         name = f"Serve LLM, stream_batching_interval_ms={interval}"
         figures[name] = stream_load("http://127.0.0.1:8000/v1", MODEL)
@@ -342,16 +366,84 @@ def vllm_figures() -> None:
     serve_qwen(1, 2)
 
 
+GATEWAY_KEY_FILE = Path(PROJECT, "secrets/gateway_api_key")
+# Benchmark 8's closed loop: this many clients, each sending one request after another, for this long per round.
+HTTP_LOOP = {"clients": 4, "seconds": 15, "rounds": 5}
+
+
+def http_loop(host: str, port: int, key: str) -> dict:
+    """HTTP_LOOP against one endpoint: requests/s and p50 latency of echo-cpu chat completions."""
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+    body = json.dumps({"model": "echo-cpu", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 8})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+
+    def client(_):
+        connection, latencies, failed = http.client.HTTPConnection(host, port, timeout=30), [], 0
+        end = time.monotonic() + HTTP_LOOP["seconds"]
+        while time.monotonic() < end:
+            start = time.monotonic()
+            try:
+                connection.request("POST", "/v1/chat/completions", body, headers)
+                answer = connection.getresponse()
+                answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(answer.status)
+                latencies.append(time.monotonic() - start)
+            except Exception:  # noqa: BLE001 - counted; a fresh connection for the next
+                failed += 1
+                connection.close()
+        connection.close()
+        return latencies, failed
+
+    with ThreadPoolExecutor(HTTP_LOOP["clients"]) as pool:
+        results = list(pool.map(client, range(HTTP_LOOP["clients"])))
+    latencies = [t for r in results for t in r[0]]
+    return {"rps": len(latencies) / HTTP_LOOP["seconds"], "p50_ms": statistics.median(latencies) * 1000,
+            "failed": sum(r[1] for r in results)}
+
+
+def gateway_figures() -> None:
+    print("== 8. The gateway against Serve's proxy directly: echo-cpu at 2 replicas")
+    # Only echo-cpu: nothing else competes for the cores.
+    for app in ("echo-cpu-slow", "Qwen3-0.6B"):
+        playbook("serve.yml", "-e", f"model={app}", "-e", "ray_serve_state=absent")
+    playbook("site.yml", "-e", "ray_gateway_enabled=true")
+    playbook("serve.yml", "-e", "ray_gateway_enabled=true", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
+    key = GATEWAY_KEY_FILE.read_text().strip() if GATEWAY_KEY_FILE.exists() else ""
+    worker = container_ip("ray-worker-1")
+    targets = {"gateway (127.0.0.1:8000)": ("127.0.0.1", 8000), f"direct (ray-worker-1's proxy, {worker}:8000)": (worker, 8000)}
+    rounds = {name: [] for name in targets}
+    http_loop("127.0.0.1", 8000, key)  # warm up
+    for _ in range(HTTP_LOOP["rounds"]):
+        for name, (host, port) in targets.items():
+            rounds[name].append(http_loop(host, port, key))
+    figures = {name: {"rps": statistics.median(r["rps"] for r in runs), "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                      "failed": sum(r["failed"] for r in runs)} for name, runs in rounds.items()}
+    via, straight = figures.values()
+    # Rounds run back to back, so each ratio compares like with like on a noisy machine.
+    ratios = [g["rps"] / d["rps"] for g, d in zip(*rounds.values())]
+    added = [g["p50_ms"] - d["p50_ms"] for g, d in zip(*rounds.values())]
+    for name, f in figures.items():
+        print(f"{name}: {f['rps']:.0f} requests/s, p50 {f['p50_ms']:.1f} ms, {f['failed']} failed "
+              f"({HTTP_LOOP['clients']} clients, median of {HTTP_LOOP['rounds']} rounds of {HTTP_LOOP['seconds']} s)")
+    print(f"the gateway adds {via['p50_ms'] - straight['p50_ms']:.2f} ms at p50 (goal <= 1 ms) and keeps "
+          f"{via['rps'] / straight['rps']:.2f} of direct requests/s (goal >= 0.98); round by round: "
+          f"{', '.join(f'{a:+.1f}' for a in added)} ms, {', '.join(f'{r:.2f}' for r in ratios)} of direct")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="remove the Ray and base images first")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["serve", "loadtest", "faults", "vllm"],
+    parser.add_argument("--only", choices=["serve", "loadtest", "faults", "vllm", "gateway"],
                         help="print only these figures (on a running cluster)")
+    parser.add_argument("--checkpoint", choices=["full", "tiny"], default="full",
+                        help="size of the random-weight test checkpoint for --only vllm (default: full)")
     opts = parser.parse_args()
     if opts.only:
         {"serve": serve_figures, "loadtest": loadtest_figures, "faults": fault_figures,
-         "vllm": vllm_figures}[opts.only]()
+         "vllm": lambda: vllm_figures(opts.checkpoint), "gateway": gateway_figures}[opts.only]()
         return
 
     print("== 1. site.yml first run vs re-run")
