@@ -84,3 +84,12 @@ def test_llm_columns_are_the_drivers():
     # The locustfile runs alone under Locust, so it keeps a copy of the columns the report reads from the driver.
     import loadtest_driver
     assert locustfile.LLM_COLUMNS == loadtest_driver.LLM_COLUMNS
+
+
+def test_the_client_checks_certificates_unless_told_not_to(monkeypatch):
+    for verify in (True, False):
+        monkeypatch.setattr(locustfile, "VERIFY_TLS", verify)
+        user = locustfile.ChatCompletionsUser.__new__(locustfile.ChatCompletionsUser)
+        user.host, user.client = "https://gateway:8000", types.SimpleNamespace(verify=None)
+        user.on_start()
+        assert user.client.verify is verify

@@ -10,6 +10,7 @@ environment:
   LOADTEST_WAIT_S      seconds each user waits between requests (default: 0)
   LOADTEST_TIMEOUT_S   per-request timeout in seconds (default: 120)
   LOADTEST_API_KEY     sent as `Authorization: Bearer ...` when set
+  LOADTEST_VERIFY_TLS  0: do not check an https host's certificate (default: 1)
   LOADTEST_LLM_CSV     where to write one row per successful request with the
                        figures LLM users read (LLM_COLUMNS); unset: nowhere
 
@@ -60,6 +61,12 @@ MAX_TOKENS = int(os.environ.get("LOADTEST_MAX_TOKENS", "32"))
 WAIT_S = float(os.environ.get("LOADTEST_WAIT_S") or 0)
 TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S") or 120)
 API_KEY = os.environ.get("LOADTEST_API_KEY", "")
+VERIFY_TLS = os.environ.get("LOADTEST_VERIFY_TLS", "1") != "0"
+if not VERIFY_TLS:
+    # One warning per request would fill locust.log.
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 LLM_CSV = os.environ.get("LOADTEST_LLM_CSV", "")
 
 
@@ -144,6 +151,7 @@ class ChatCompletionsUser(HttpUser):
         # turn /slow/v1/... into /slow//v1/...
         self.url = (self.host or "").rstrip("/") + PATH
         self.headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
+        self.client.verify = VERIFY_TLS
 
     def on_stop(self):
         if ROWS.file is not None:
