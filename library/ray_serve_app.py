@@ -46,6 +46,13 @@ options:
         C(http_options), ...) are ignored; those the cluster runs with are kept.
       - Reading YAML needs PyYAML on the managed host; JSON does not.
     type: path
+  http_port:
+    description:
+      - The port Serve's HTTP proxies listen on, in every node (Serve's C(http_options.port)). Serve takes it only when
+        it starts, with the first application on a cluster; the module sends it then.
+      - While Serve runs with another port the module fails and changes nothing, as Ray would keep the old port.
+      - Unset, Serve's own default (8000) applies and the running port is never checked.
+    type: int
   wait:
     description:
       - Wait until the application runs the desired config, healthy (O(state=present)), or is gone (O(state=absent)).
@@ -80,7 +87,8 @@ notes:
   - An application deployed with C(serve.run()) has no C(deployed_app_config); the module then refuses to send a PUT,
     as that would delete it.
   - A head restart without GCS fault tolerance loses every Serve application; run the task again afterwards.
-  - Changing C(proxy_location) through a PUT is ignored by Ray and is out of scope of this module.
+  - Changing C(proxy_location) or C(http_options) through a PUT is ignored by Ray while Serve runs; only O(http_port)
+    is sent, and only when Serve starts.
   - The token is never written to the results or to error messages.
 requirements: []
 '''
@@ -301,9 +309,9 @@ def desired_config(params):
 
 # --- reading Ray's answer ---------------------------------------------------------------------------------------------
 
-def build_body(answer, name, desired):
+def build_body(answer, name, desired, http_port=None):
     """The full Serve config to PUT: every other application as Ray has it, in Ray's order, and this one replaced in
-    place, appended, or (desired None) left out."""
+    place, appended, or (desired None) left out; with ``http_port`` when Serve starts with it."""
     apps = []
     for other, app in answer['applications'].items():
         if other == name:
@@ -316,7 +324,22 @@ def build_body(answer, name, desired):
                                 'would delete it, so nothing was changed' % other)
     if desired is not None and name not in answer['applications']:
         apps.append(desired)
-    return serve_put_body(answer, apps)
+    body = serve_put_body(answer, apps)
+    if http_port is not None and not answer.get('controller_info'):
+        # Serve is not running: it starts with this PUT, on this port.
+        body['http_options'] = dict(body.get('http_options') or {}, port=http_port)
+    return body
+
+
+def serve_port_problem(answer, http_port):
+    """Why Serve cannot take ``http_port`` now, or None: it runs (it has a controller) on another port."""
+    running = (answer.get('http_options') or {}).get('port') if answer.get('controller_info') else None
+    if http_port is None or running is None or running == http_port:
+        return None
+    return ("Serve's proxies listen on port %s, not on http_port %s: Serve takes its HTTP port only when it starts, so "
+            "nothing was changed. Keep the port it runs with, or start Serve afresh: remove the cluster's state "
+            "(playbooks/teardown.yml -e ray_teardown_fresh=true, then site.yml) and deploy the applications again "
+            "(serve.yml), which starts Serve on the new port" % (running, http_port))
 
 
 def report(answer, name):
@@ -390,6 +413,8 @@ def validate(module):
         module.fail_json(msg='state=present needs config or config_file')
     if p['interval'] <= 0:
         module.fail_json(msg='interval must be greater than 0, got %s' % p['interval'])
+    if p['http_port'] is not None and not 1 <= p['http_port'] <= 65535:
+        module.fail_json(msg='http_port must be a TCP port (1-65535), got %s' % p['http_port'])
 
 
 def put(client, body):
@@ -411,6 +436,7 @@ def main():
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         config=dict(type='dict'),
         config_file=dict(type='path'),
+        http_port=dict(type='int'),
         wait=dict(type='bool', default=True),
         wait_timeout=dict(type='int', default=600),
         interval=dict(type='float', default=2),
@@ -432,6 +458,9 @@ def main():
     try:
         desired = result['config'] = desired_config(p) if present else None
         answer = client.serve_applications()
+        problem = serve_port_problem(answer, p['http_port']) if present else None
+        if problem:
+            raise ServeAppError(problem)
         app = answer['applications'].get(name)
         before = app.get('deployed_app_config') if app else None
         if present:
@@ -445,7 +474,7 @@ def main():
                                   before_header='Serve application %s (deployed)' % name,
                                   after_header='Serve application %s (%s)' % (name, 'desired' if present else 'removed'))
         if changed:
-            body = build_body(answer, name, desired)  # also in check mode: it refuses what a PUT would break
+            body = build_body(answer, name, desired, p['http_port'])  # also in check mode: it refuses what a PUT would break
             if not module.check_mode:
                 put(client, body)
                 answer = None  # what Ray had before the PUT says nothing about after

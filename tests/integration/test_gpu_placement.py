@@ -112,6 +112,14 @@ def test_no_driver_and_auto_gives_cpu_workers(tmp_path):
     assert "nvidia" not in compose.read_text()
 
 
+def test_the_head_publishes_its_proxy_on_ray_serve_port(tmp_path):
+    # Serve's proxy listens on Ray's 8000 in the container, whatever the host port.
+    result, compose = render(tmp_path, None, "-e", "ray_serve_port=18000")
+    ok(result)
+    ports = {(p["published"], p["target"]) for p in config(compose)["services"]["ray-head"]["ports"]}
+    assert ("18000", 8000) in ports, ports
+
+
 H100_UUID = "GPU-49d4094d-05a7-0f25-b696-e056d7da0aee"
 
 

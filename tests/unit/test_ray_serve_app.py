@@ -201,6 +201,36 @@ def test_first_app_before_serve_ever_started(serve, run):
                          'after_header': 'Serve application echo (desired)'}
 
 
+def test_http_port_goes_with_the_put_that_starts_serve(serve, run):
+    serve.routes['GET ' + PATH] = [{'controller_info': {}}, derived(rec('running'), 'echo', status='DEPLOYING')]
+    r = run(config=without_name(ECHO), wait=False, http_port=8001)
+    assert r['rc'] == 0 and r['changed'] is True
+    assert puts(serve) == [{'http_options': {'port': 8001}, 'applications': [ECHO]}]
+
+
+def test_http_port_of_a_running_serve_is_kept(serve, run):
+    # The recorded answer: Serve runs on 8000. Another application goes in with Serve's own settings.
+    serve.routes['GET ' + PATH] = rec('running')
+    r = run(name='new', config={'import_path': 'x:app'}, wait=False, http_port=8000)
+    assert r['rc'] == 0 and r['changed'] is True
+    assert puts(serve)[0]['http_options'] == rec('running')['http_options']
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_http_port_other_than_the_running_one_fails_before_any_put(serve, run, check_mode):
+    serve.routes['GET ' + PATH] = rec('running')
+    r = run(config=without_name(ECHO), http_port=8001, _ansible_check_mode=check_mode)
+    assert r['failed'] and puts(serve) == []
+    assert "Serve's proxies listen on port 8000, not on http_port 8001" in r['msg']
+    assert 'ray_teardown_fresh=true' in r['msg']
+
+
+def test_removing_an_app_ignores_the_http_port(serve, run):
+    serve.routes['GET ' + PATH] = [rec('running'), {'controller_info': rec('running')['controller_info']}]
+    r = run(state='absent', http_port=8001)
+    assert r['rc'] == 0 and r['changed'] is True
+
+
 # --- waiting ----------------------------------------------------------------------------------------------------------
 
 def test_wait_never_trusts_the_old_status(serve, run, clock):
@@ -439,6 +469,7 @@ def test_name_mismatch_in_config(serve, run):
     (dict(config_file='/x.yaml'), 'mutually exclusive'),
     (dict(interval=0), 'interval must be greater than 0'),
     (dict(wait_timeout=-1), 'wait_timeout must not be negative'),
+    (dict(http_port=70000), 'http_port must be a TCP port (1-65535), got 70000'),
     (dict(dashboard_url='10.0.0.10:8265'), 'dashboard_url must start with http'),
     (dict(request_timeout=0), 'request_timeout must be greater than 0'),
     (dict(token_file='/nonexistent/ray_auth_token'), 'cannot read the Ray token file /nonexistent/ray_auth_token'),
