@@ -251,6 +251,13 @@ def test_gateway_port_collides(tmp_path):
                          r"change\s+ray_gateway_port or ray_gateway_metrics_port")
 
 
+def test_gateway_port_is_serve_port_with_host_networking(tmp_path):
+    # On the host's network the gateway and Serve's proxies share the host's ports.
+    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", json.dumps(GATEWAY))
+    assert_stopped_early(result, r"ray_gateway_port \(8000\) is also ray_serve_port",
+                         r"with host networking, ray_serve_port \(the port of Serve's\s+proxies behind the gateway, for example 8001\)")
+
+
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
     """Two self-signed certificates with their keys: a.crt/a.key, b.crt/b.key."""
