@@ -226,6 +226,15 @@ report() {
   [ -z "${guard_pid:-}" ] || kill -- "-$guard_pid" 2>/dev/null || true
   echo
   python3 scripts/lib/test_report.py "$RAY_COMPOSE_TEST_RUN" "${guard_hit:+$deadline}" || true
+  # CI keeps only the end of the output, where the other lane's lines may
+  # have buried a failure: each failed lane's last lines again, last.
+  local log
+  for log in "$RAY_COMPOSE_TEST_RUN"/lane-*.log; do
+    [ -f "$log" ] && [ "$(cat "${log%.log}.rc" 2>/dev/null)" != 0 ] || continue
+    echo
+    echo "== the last 80 lines of the failed lane $(basename "$log" .log | sed 's/^lane-//')"
+    tail -n 80 "$log"
+  done
   if [ -n "${guard_hit:-}" ]; then
     echo "FAILED: the run passed the guard of ${deadline} s (RAY_COMPOSE_TEST_DEADLINE); CI stops at 5400 s" >&2
     status=1
@@ -244,7 +253,7 @@ run_lanes() {
     # shellcheck disable=SC2086 # a lane is a list of stage names
     # The pid file goes with the lane, so that the guard never signals a reused pid.
     { setsid "$0" "$name" $lane 2>&1; echo $? > "$RAY_COMPOSE_TEST_RUN/lane-$name.rc"; rm -f "$RAY_COMPOSE_TEST_RUN/lane-$name.pid"; } \
-      | if [ "$#" -gt 1 ]; then sed -u "s/^/[$name] /"; else cat; fi &
+      | tee "$RAY_COMPOSE_TEST_RUN/lane-$name.log" | if [ "$#" -gt 1 ]; then sed -u "s/^/[$name] /"; else cat; fi &
     pids+=($!) names+=("$name")
   done
   for i in "${!pids[@]}"; do
