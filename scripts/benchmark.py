@@ -221,6 +221,7 @@ VLLM_CACHE = Path(PROJECT, "cache/vllm")
 BARE = "ray-benchmark-vllm"
 BARE_PORT = 8100
 # The same load on both: concurrent streams, each a fixed prompt and exactly max_tokens out.
+GATEWAY_KEY_FILE = Path(PROJECT, "secrets/gateway_api_key")
 LOAD = {"concurrency": 8, "requests": 48, "max_tokens": 128,
         "prompt": "Explain in a few sentences what a Ray cluster is and why it autoscales. " * 4}
 # A full-size model on a CPU core makes tens of tokens per second: two requests per stream.
@@ -240,7 +241,10 @@ def stream_load(base_url: str, model: str) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     from openai import OpenAI
-    client = OpenAI(base_url=base_url, api_key="unused", timeout=300, max_retries=0)
+    # Serve through the gateway (on by default) wants its generated key; bare vLLM wants none.
+    through_gateway = base_url.startswith("http://127.0.0.1:8000") and GATEWAY_KEY_FILE.exists()
+    key = GATEWAY_KEY_FILE.read_text().strip() if through_gateway else ""
+    client = OpenAI(base_url=base_url, api_key=key or "unused", timeout=300, max_retries=0)
 
     def one(_):
         start = time.monotonic()
@@ -366,7 +370,6 @@ def vllm_figures(checkpoint: str) -> None:
     serve_qwen(1, 2)
 
 
-GATEWAY_KEY_FILE = Path(PROJECT, "secrets/gateway_api_key")
 # Benchmark 8's closed loop: this many clients, each sending one request after another, for this long per round.
 HTTP_LOOP = {"clients": 4, "seconds": 15, "rounds": 5}
 

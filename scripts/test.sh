@@ -34,11 +34,11 @@ find_image_archives() {
 }
 
 # The vllm-cpu image's settings for this machine (torch's CPU build from a
-# local wheel directory or the PyTorch CPU index), with the gateway on: the
-# cluster stage's real-engine phase runs behind it.
+# local wheel directory or the PyTorch CPU index). The cluster stage's
+# real-engine phase runs behind the gateway, on by default.
 vllm_phase_vars="$RAY_COMPOSE_TEST_RUN/vllm-cpu.yml"
 write_vllm_phase_vars() {
-  { scripts/lib/vllm-cpu-vars.sh; echo "ray_gateway_enabled: true"; } > "$vllm_phase_vars"
+  scripts/lib/vllm-cpu-vars.sh > "$vllm_phase_vars"
 }
 
 # A tiny random-weight Qwen3 checkpoint where the catalog's Qwen3-0.6B looks
@@ -129,8 +129,9 @@ run_cluster() {
   RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
     tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py tests/integration/test_recorded_answers.py
   # -s: they print what the faults looked like. Storage off and Redis come
-  # last: they switch storage. Redis's last test moves the cluster back to
-  # RocksDB, onto the vllm-cpu image and behind the gateway in one run of site.yml.
+  # last: they switch storage. Redis's part runs with the gateway off (the
+  # opt-out); its last test moves the cluster back to RocksDB, onto the
+  # vllm-cpu image and behind the gateway in one run of site.yml.
   [ -f "$vllm_phase_vars" ] || write_vllm_phase_vars
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_NEXT_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
     tests/integration/test_head_new_ip.py tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py

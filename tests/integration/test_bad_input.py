@@ -193,7 +193,9 @@ def test_overlapping_port_sets_on_one_host(tmp_path):
 
 def test_fixed_port_inside_a_port_set(tmp_path):
     result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", "ray_cluster_ports_base=7900")
-    assert_stopped_early(result, r"localhost: Serve HTTP port 8000 lies in the ports of ray-head \(7900-8099\)")
+    # With the gateway on (the default) Serve's proxies take 8001, the gateway 8000.
+    assert_stopped_early(result, r"localhost: Serve HTTP port 8001 lies in the ports of ray-head \(7900-8099\)",
+                         r"localhost: gateway port 8000 lies in the ports of ray-head \(7900-8099\)")
 
 
 def test_bridge_network_across_hosts(tmp_path):
@@ -252,8 +254,9 @@ def test_gateway_port_collides(tmp_path):
 
 
 def test_gateway_port_is_serve_port_with_host_networking(tmp_path):
-    # On the host's network the gateway and Serve's proxies share the host's ports.
-    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", json.dumps(GATEWAY))
+    # On the host's network the gateway and Serve's proxies share the host's
+    # ports (ray_serve_port is 8001 by default with the gateway on).
+    result = run_site(tmp_path, ONE_HOST, *HOST_NET, "-e", json.dumps({**GATEWAY, "ray_serve_port": 8000}))
     assert_stopped_early(result, r"ray_gateway_port \(8000\) is also ray_serve_port",
                          r"with host networking, ray_serve_port \(the port of Serve's\s+proxies behind the gateway, for example 8001\)")
 

@@ -5,25 +5,29 @@ Runs against the live cluster of the default inventory (scripts/test.sh's
 the cluster from no storage to Redis, checks that the password shows nowhere Docker shows,
 restarts the head, stops Redis for 30 s under requests, changes the password,
 and moves the cluster back to RocksDB (in CI, onto the vllm-cpu image at once:
-RAY_COMPOSE_NEXT_IMAGE_VARS names its extra vars file).
+RAY_COMPOSE_NEXT_IMAGE_VARS names its extra vars file). Its Redis part also
+opts out of the gateway (ray_gateway_enabled=false: the head publishes
+Serve's port itself, with no key); the move back turns the gateway on again.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from e2e.faults import DASHBOARD, TWO_REPLICAS, RequestLoop, answers, cluster_back, docker, wait_back, worker_proxies
-from helpers import ok, run_playbook, serve_state, wait_for
+from helpers import SERVE, ok, run_playbook, serve_state, wait_for
 
 pytestmark = pytest.mark.usefixtures("live_cluster")
 
-REDIS = ("-e", "ray_gcs_storage=redis")
+REDIS = ("-e", "ray_gcs_storage=redis", "-e", "ray_gateway_enabled=false")
 PASSWORD_FILE = Path("/opt/ray-cluster/secrets/redis_password")
 GCS_DIR = Path("/opt/ray-cluster/gcs/redis")
 
@@ -42,6 +46,11 @@ def test_move_to_redis_keeps_the_application():
     ok(run_playbook("serve.yml", "-e", "model=echo-cpu", *REDIS, "-e", TWO_REPLICAS))
     # Redis's append-only files are on the head's host.
     assert list(GCS_DIR.glob("appendonlydir/*.aof*")), sorted(GCS_DIR.rglob("*"))
+    # The gateway is off: gone, and the head's own proxy answers on 8000 without a key.
+    assert "ray-gateway" not in docker("ps", "-a", "--format", "{{.Names}}").split()
+    assert "8000/tcp" in docker("port", "ray-head")
+    with urllib.request.urlopen(SERVE + "/v1/models", timeout=30) as answer:
+        assert "echo-cpu" in [m["id"] for m in json.load(answer)["data"]]
 
 
 def test_redis_run_is_idempotent():
@@ -138,9 +147,9 @@ def test_changed_redis_password_restarts_redis_and_head():
 
 
 def test_back_to_rocksdb():
-    # scripts/test.sh's cluster stage moves on to the vllm-cpu image and the
-    # gateway here, so that the move back and the image change recreate the
-    # nodes once.
+    # scripts/test.sh's cluster stage moves on to the vllm-cpu image here,
+    # and the gateway comes back on (the default), so that the move back,
+    # the gateway and the image change recreate the nodes once.
     image_vars = os.environ.get("RAY_COMPOSE_NEXT_IMAGE_VARS")
     ok(run_playbook("site.yml", *(("-e", f"@{image_vars}") if image_vars else ())))
     assert "ray-redis" not in project_containers()

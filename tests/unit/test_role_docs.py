@@ -11,6 +11,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 ROLES = sorted(os.listdir(os.path.join(ROOT, 'roles')))
 # Spec defaults written for a reader instead of the value itself (a long list, a template).
 PROSE_DEFAULTS = {
+    ('ray', 'ray_serve_port'),  # 8001 with the gateway on, else 8000: said in its description
     ('ray_loadtest', 'ray_loadtest_model_id'),
     ('ray_loadtest', 'ray_loadtest_prompts'),
     ('ray_serve', 'ray_serve_pack_dir'),
