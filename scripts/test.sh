@@ -34,11 +34,12 @@ find_image_archives() {
 }
 
 # The vllm-cpu image's settings for this machine (torch's CPU build from a
-# local wheel directory or the PyTorch CPU index). The cluster stage's
-# real-engine phase runs behind the gateway, on by default.
+# local wheel directory or the PyTorch CPU index), with Prometheus on. The
+# cluster stage's real-engine phase runs with them, behind the gateway (on by
+# default).
 vllm_phase_vars="$RAY_COMPOSE_TEST_RUN/vllm-cpu.yml"
 write_vllm_phase_vars() {
-  scripts/lib/vllm-cpu-vars.sh > "$vllm_phase_vars"
+  { scripts/lib/vllm-cpu-vars.sh; echo "ray_monitoring_enabled: true"; } > "$vllm_phase_vars"
 }
 
 # A tiny random-weight Qwen3 checkpoint where the catalog's Qwen3-0.6B looks
@@ -85,7 +86,7 @@ run_preflight() {
 }
 
 run_images() {
-  echo "== images (the Ray, Redis and Molecule platform images, built once for every stage and saved for the lanes; the vllm-cpu and gateway images)"
+  echo "== images (the Ray, Redis and Molecule platform images, built once for every stage and saved for the lanes; the vllm-cpu, gateway and Prometheus images)"
   ensure_docker
   ansible-playbook molecule/resources/images.yml -e "images_dir=$images_dir" >/dev/null
   molecule/resources/build-platform-image.sh
@@ -145,9 +146,10 @@ run_cluster() {
   ansible-playbook serve.yml -e @"$vllm_phase_vars" -e model=echo-cpu -e ray_serve_state=absent
   ansible-playbook serve.yml -e @"$vllm_phase_vars" -e model=Qwen3-0.6B
   # The openai client, a Locust load that scales 1 -> 2 -> 1, a head restart;
-  # then the gateway's keys, secrecy, re-run, a head crash and a key rotation.
+  # Prometheus's targets and metrics after those requests; then the gateway's
+  # keys, secrecy, re-run, a head crash and a key rotation.
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 RAY_COMPOSE_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
-    tests/integration/test_vllm_cpu_serving.py tests/integration/test_gateway.py
+    tests/integration/test_vllm_cpu_serving.py tests/integration/test_monitoring.py tests/integration/test_gateway.py
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   remove_test_checkpoint
   trap - EXIT

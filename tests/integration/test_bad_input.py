@@ -261,6 +261,29 @@ def test_gateway_port_is_serve_port_with_host_networking(tmp_path):
                          r"with host networking, ray_serve_port \(the port of Serve's\s+proxies behind the gateway, for example 8001\)")
 
 
+def test_gateway_host_outside_the_cluster(tmp_path):
+    result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({"ray_gateway_hosts": ["localhost", "gw-elsewhere"]}))
+    assert_stopped_early(result, r"gw-elsewhere\s+is not a host of the cluster \(localhost\)",
+                         r"list inventory names of ray_head or ray_workers")
+
+
+def test_gateway_hosts_without_the_head(tmp_path):
+    inventory = (f"[ray_head]\nlocalhost {LOCAL}\n[ray_workers]\n"
+                 f"other-host ansible_host=127.0.0.1 {LOCAL}\n")
+    result = run_site(tmp_path, inventory, "-e", json.dumps({"ray_gateway_hosts": ["other-host"]}))
+    assert_stopped_early(result, r"It must hold the head's host, localhost: serve.yml and loadtest.yml reach the\s+endpoint there")
+
+
+@pytest.mark.parametrize("extra, why", [
+    ({"ray_monitoring_retention": "2 weeks"}, r"ray_monitoring_retention \(2 weeks\) and ray_monitoring_scrape_interval"
+                                              r"\s+\(10s\) must be Prometheus durations"),
+    ({"ray_prometheus_port": 8265}, r"ray_prometheus_port \(8265\) is also ray_dashboard_port on localhost"),
+], ids=["retention", "port"])
+def test_bad_monitoring_settings(tmp_path, extra, why):
+    result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({"ray_monitoring_enabled": True, **extra}))
+    assert_stopped_early(result, why)
+
+
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
     """Two self-signed certificates with their keys: a.crt/a.key, b.crt/b.key."""
