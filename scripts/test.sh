@@ -119,7 +119,7 @@ wait_for_stage() {
 run_cluster() {
   wait_for_stage images
   find_image_archives
-  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; the image from an air-gapped archive; faults: a head with a new IP, GCS storage off and in Redis; then the real engine: vLLM on CPU serves Qwen3 under load and through a head restart)"
+  echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; faults: a head with a new IP, GCS storage in Redis (with the image from an air-gapped archive); then the real engine: vLLM on CPU serves Qwen3 under load and through a head restart)"
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true; remove_test_checkpoint' EXIT
   # A GCS storage directory the Ray user cannot write: the role fixes it.
   install -d -o root -g root -m 0755 /opt/ray-cluster/gcs
@@ -128,14 +128,15 @@ run_cluster() {
     || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
-    tests/integration/test_loadtest_interrupt.py tests/integration/test_image_archive.py tests/integration/test_recorded_answers.py
-  # -s: they print what the faults looked like. Storage off and Redis come
-  # last: they switch storage. Redis's part runs with the gateway off (the
-  # opt-out); its last test moves the cluster back to RocksDB, onto the
-  # vllm-cpu image and behind the gateway in one run of site.yml.
+    tests/integration/test_loadtest_interrupt.py tests/integration/test_recorded_answers.py
+  # -s: they print what the faults looked like. Redis comes last: it switches
+  # storage, and its move finds the image's name removed (the air-gapped
+  # archive). Its part runs with the gateway off (the opt-out); its last test
+  # moves the cluster back to RocksDB, onto the vllm-cpu image and behind the
+  # gateway in one run of site.yml.
   [ -f "$vllm_phase_vars" ] || write_vllm_phase_vars
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_NEXT_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
-    tests/integration/test_head_new_ip.py tests/integration/test_gcs_storage_off.py tests/integration/test_gcs_redis.py
+    tests/integration/test_head_new_ip.py tests/integration/test_gcs_redis.py
   # The load generator's lock still resolves as committed.
   scripts/lock-locust.sh --check
 

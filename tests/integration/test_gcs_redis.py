@@ -1,13 +1,19 @@
-"""GCS fault tolerance with Redis (ray_gcs_storage=redis), on the live cluster.
+"""GCS fault tolerance with Redis (ray_gcs_storage=redis), on the live cluster,
+and the air-gapped image (ray_image_archive_src) on the way there.
 
 Runs against the live cluster of the default inventory (scripts/test.sh's
-`cluster` stage, with echo-cpu deployed), after test_gcs_storage_off: it moves
-the cluster from no storage to Redis, checks that the password shows nowhere Docker shows,
-restarts the head, stops Redis for 30 s under requests, changes the password,
-and moves the cluster back to RocksDB (in CI, onto the vllm-cpu image at once:
-RAY_COMPOSE_NEXT_IMAGE_VARS names its extra vars file). Its Redis part also
-opts out of the gateway (ray_gateway_enabled=false: the head publishes
-Serve's port itself, with no key); the move back turns the gateway on again.
+`cluster` stage, with echo-cpu deployed). The move to Redis finds the
+image's name removed and must load it from a `docker save` archive, building
+nothing; Redis starts empty, so site.yml's restore play deploys the recorded
+echo-cpu again (the step a user takes after losing the GCS state). Then: the
+password shows nowhere Docker shows, the head restarts, Redis stops for 30 s
+under requests, the password changes (with the archive given again: not
+loaded twice), and the cluster moves back to RocksDB (in CI, onto the
+vllm-cpu image at once: RAY_COMPOSE_NEXT_IMAGE_VARS names its extra vars
+file). Its Redis part also opts out of the gateway (ray_gateway_enabled=false:
+the head publishes Serve's port itself, with no key); the move back turns the
+gateway on again. A plain re-run on Redis changing nothing is the three-host
+scenario's idempotence step, which runs on Redis.
 """
 from __future__ import annotations
 
@@ -36,11 +42,36 @@ def project_containers() -> list[str]:
     return docker("ps", "-a", "--filter", "label=com.docker.compose.project=ray", "--format", "{{.Names}}").split()
 
 
-def test_move_to_redis_keeps_the_application():
-    out = ok(run_playbook("site.yml", *REDIS))
+def image_archive(tmp_path_factory) -> Path:
+    """The image's archive: the one scripts/test.sh's images stage saved for every
+    lane (so no other lane reads the tag while it is gone), else saved here."""
+    saved = os.environ.get("RAY_COMPOSE_IMAGE_ARCHIVES")
+    archive = Path(saved or tmp_path_factory.mktemp("archive")) / "ray.tar"
+    if not archive.exists():
+        docker("save", "-o", str(archive), docker("inspect", "-f", "{{.Config.Image}}", "ray-head").strip())
+    return archive
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory) -> tuple[str, str]:
+    return ("-e", f"ray_image_archive_src={image_archive(tmp_path_factory)}")
+
+
+LOAD_CHANGED = re.compile(r"TASK \[ray_image : Load the image\][^\n]*\nchanged: \[localhost\]")
+
+
+def test_move_to_redis_loads_the_missing_image_and_keeps_the_application(archived):
+    image = docker("inspect", "-f", "{{.Config.Image}}", "ray-head").strip()
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", image).strip()
+    docker("image", "rm", "--force", image)  # only the name goes: the running containers hold the image
+    assert docker("image", "ls", "-q", image).strip() == ""
+    out = ok(run_playbook("site.yml", *REDIS, *archived))
+    # Air-gapped: loaded from the archive, nothing built, the very same image.
+    assert LOAD_CHANGED.search(out), out[-3000:]
+    assert "TASK [ray_image : Render the Dockerfile]" not in out, "built although an archive was given"
+    assert docker("image", "inspect", "-f", "{{.Id}}", image).strip() == image_id
     assert "ray-redis" in project_containers(), out[-3000:]
-    # test_gcs_storage_off left a cluster whose head restart lost echo-cpu;
-    # Redis starts empty too: the restore play deploys the recorded echo-cpu again.
+    # Redis starts empty: the restore play deploys the recorded echo-cpu again.
     wait_for(lambda apps: "echo-cpu" in apps, 60, "echo-cpu restored on Redis")
     # Two replicas, one per worker: both workers' proxies serve during the faults below.
     ok(run_playbook("serve.yml", "-e", "model=echo-cpu", *REDIS, "-e", TWO_REPLICAS))
@@ -51,11 +82,6 @@ def test_move_to_redis_keeps_the_application():
     assert "8000/tcp" in docker("port", "ray-head")
     with urllib.request.urlopen(SERVE + "/v1/models", timeout=30) as answer:
         assert "echo-cpu" in [m["id"] for m in json.load(answer)["data"]]
-
-
-def test_redis_run_is_idempotent():
-    out = ok(run_playbook("site.yml", *REDIS))
-    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\b", out), out[-3000:]
 
 
 def test_redis_password_is_nowhere_docker_shows():
@@ -135,10 +161,12 @@ def test_redis_down_for_30_seconds_recovers_by_itself(tmp_path):
     assert away["dashboard"] > 10, "the head kept answering without its storage"
 
 
-def test_changed_redis_password_restarts_redis_and_head():
+def test_changed_redis_password_restarts_redis_and_head(archived):
     new = "rotated-" + secrets.token_hex(12)  # a new one on every run
-    out = ok(run_playbook("site.yml", *REDIS, "-e", f"ray_cluster_redis_password={new}"))
+    out = ok(run_playbook("site.yml", *REDIS, *archived, "-e", f"ray_cluster_redis_password={new}"))
     assert new not in out
+    # The archive again, with the image present: not loaded a second time.
+    assert "TASK [ray_image : Load the image]" in out and not LOAD_CHANGED.search(out), out[-3000:]
     assert re.search(r"Restart Redis and the head for the changed Redis password\]\s*\**\s*changed:", out), out[-3000:]
     assert PASSWORD_FILE.read_text().strip() == new
     wait_back(120)

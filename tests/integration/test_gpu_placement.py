@@ -108,8 +108,26 @@ def test_no_driver_and_auto_gives_cpu_workers(tmp_path):
     result, compose = render(tmp_path, None, "-e", "ray_cluster_workers=2")
     out = ok(result)
     assert re.search(words("No working NVIDIA driver"), out)
-    assert gpu_layout(config(compose)) == {"ray-head": ([], 0), "ray-worker-1": ([], 0), "ray-worker-2": ([], 0)}
+    cfg = config(compose)
+    assert gpu_layout(cfg) == {"ray-head": ([], 0), "ray-worker-1": ([], 0), "ray-worker-2": ([], 0)}
     assert "nvidia" not in compose.read_text()
+    # The default GCS storage: RocksDB on the head's host.
+    head = cfg["services"]["ray-head"]
+    assert head["environment"]["RAY_gcs_storage"] == "rocksdb", head["environment"]
+    assert "/ray-gcs" in [v["target"] for v in head["volumes"]], head["volumes"]
+
+
+def test_gcs_storage_none_gives_the_head_no_storage(tmp_path):
+    # Without fault tolerance: no storage setting, no storage mount and no
+    # reconnect timeout on any node, no Redis (the default, RocksDB, below).
+    result, compose = render(tmp_path, None, "-e", "ray_gcs_storage=none")
+    ok(result)
+    services = config(compose)["services"]
+    assert "ray-head" in services and "ray-redis" not in services, set(services)
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        assert not {"RAY_gcs_storage", "RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s"} & set(env), (name, env)
+        assert "/ray-gcs" not in [v["target"] for v in svc.get("volumes", [])], (name, svc.get("volumes"))
 
 
 def test_the_head_publishes_its_proxy_on_ray_serve_port(tmp_path):
