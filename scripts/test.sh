@@ -34,12 +34,13 @@ find_image_archives() {
 }
 
 # The vllm-cpu image's settings for this machine (torch's CPU build from a
-# local wheel directory or the PyTorch CPU index), with Prometheus on. The
-# cluster stage's real-engine phase runs with them, behind the gateway (on by
-# default).
+# local wheel directory or the PyTorch CPU index), with Prometheus on; no
+# Grafana, whose image is on Docker Hub (its provisioning is still written,
+# and checked). The cluster stage's real-engine phase runs with them, behind
+# the gateway (on by default).
 vllm_phase_vars="$RAY_COMPOSE_TEST_RUN/vllm-cpu.yml"
 write_vllm_phase_vars() {
-  { scripts/lib/vllm-cpu-vars.sh; echo "ray_monitoring_enabled: true"; } > "$vllm_phase_vars"
+  { scripts/lib/vllm-cpu-vars.sh; printf 'ray_monitoring_enabled: true\nray_grafana_enabled: false\n'; } > "$vllm_phase_vars"
 }
 
 # A tiny random-weight Qwen3 checkpoint where the catalog's Qwen3-0.6B looks
@@ -102,9 +103,10 @@ run_vllm() {
 }
 
 run_gpu() {
-  echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate; each host's image source, planned in check mode)"
+  echo "== gpu (placement from recorded nvidia-smi answers; the Compose files validate; each host's image source, planned in check mode; Prometheus's and Grafana's Compose file)"
   ensure_docker
-  python -m pytest -q tests/integration/test_gpu_placement.py tests/integration/test_image_sources.py
+  python -m pytest -q tests/integration/test_gpu_placement.py tests/integration/test_image_sources.py \
+    tests/integration/test_monitoring_render.py
 }
 
 # Waits until a stage of this run that has started ends; fails if it failed.

@@ -277,8 +277,11 @@ def test_gateway_hosts_without_the_head(tmp_path):
 @pytest.mark.parametrize("extra, why", [
     ({"ray_monitoring_retention": "2 weeks"}, r"ray_monitoring_retention \(2 weeks\) and ray_monitoring_scrape_interval"
                                               r"\s+\(10s\) must be Prometheus durations"),
-    ({"ray_prometheus_port": 8265}, r"ray_prometheus_port \(8265\) is also ray_dashboard_port on localhost"),
-], ids=["retention", "port"])
+    ({"ray_prometheus_port": 8265, "ray_grafana_port": 8000},
+     r"ray_prometheus_port \(8265\) is also ray_dashboard_port; ray_grafana_port \(8000\) is also ray_gateway_port\s+on\s+localhost"),
+    ({"ray_monitoring_grafana_admin_password": "admin-admin"},
+     r"ray_monitoring_grafana_admin_password has 11 characters; it needs\s+at least 16"),
+], ids=["retention", "ports", "grafana-password"])
 def test_bad_monitoring_settings(tmp_path, extra, why):
     result = run_site(tmp_path, ONE_HOST, "-e", json.dumps({"ray_monitoring_enabled": True, **extra}))
     assert_stopped_early(result, why)

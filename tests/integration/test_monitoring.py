@@ -1,6 +1,7 @@
 """Prometheus (ray_monitoring_enabled) on the live cluster: every Ray node a
 target and up, Serve's and vLLM's metrics queryable, the port on the host's
-loopback only, the data on the head's host, the dashboard pointed at it.
+loopback only, the data on the head's host, the dashboard pointed at it; and
+Grafana's provisioning (CI runs no Grafana: its image is on Docker Hub).
 
 Runs in scripts/test.sh's cluster stage after test_vllm_cpu_serving (its
 vars file turns monitoring on), so requests went through Serve and Qwen3-0.6B
@@ -9,12 +10,14 @@ on vLLM already.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from e2e.faults import container_ip, docker
 
@@ -89,3 +92,62 @@ def test_the_dashboard_reads_prometheus():
     with urllib.request.urlopen(request, timeout=30) as answer:
         body = json.load(answer)
     assert body.get("result") is True, body
+
+
+PROVISIONING = Path("/opt/ray-cluster/monitoring/grafana/provisioning")
+HEAD_TMP = Path("/opt/ray-cluster/logs/ray-head")  # the head's /tmp/ray, as Prometheus and Grafana mount it
+RAY_DASHBOARDS = {"default", "serve", "serve_deployment", "serve_llm"}
+
+
+def on_host(container_path: str) -> Path:
+    """A path under the head's /tmp/ray, on the host, following its absolute session_latest link."""
+    relative = Path(container_path).relative_to("/tmp/ray")
+    session = HEAD_TMP / relative.parts[0]
+    if session.is_symlink():
+        session = HEAD_TMP / Path(os.readlink(session)).relative_to("/tmp/ray")
+    return session.joinpath(*relative.parts[1:])
+
+
+def references(node):
+    """Every value of a "datasource" key in a dashboard."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value
+            yield from references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from references(value)
+
+
+def test_grafana_provisioning_parses_and_every_dashboard_finds_its_data_source():
+    """CI runs no Grafana (its image is on Docker Hub): the provisioning it would read is checked instead."""
+    sources = yaml.safe_load((PROVISIONING / "datasources/ray.yml").read_text())["datasources"]
+    assert len(sources) == 1, sources
+    source = sources[0]
+    # The name the Ray dashboard selects in the panels it embeds; Prometheus as Grafana would reach it.
+    assert (source["name"], source["type"], source["url"]) == ("Prometheus", "prometheus", "http://ray-prometheus:9090")
+    docker("exec", "ray-head", "python3", "-c",
+           "import urllib.request; urllib.request.urlopen('http://ray-prometheus:9090/-/ready', timeout=10)")
+
+    providers = yaml.safe_load((PROVISIONING / "dashboards/ray.yml").read_text())["providers"]
+    assert [p["type"] for p in providers] == ["file"], providers
+    folder = on_host(providers[0]["options"]["path"])
+    dashboards = {path.name.removesuffix("_grafana_dashboard.json"): json.loads(path.read_text())
+                  for path in folder.glob("*.json")}
+    assert RAY_DASHBOARDS <= set(dashboards), sorted(dashboards)
+
+    unresolved = []
+    for name, dashboard in dashboards.items():
+        variables = {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
+        for ref in references(dashboard):
+            uid = ref.get("uid") if isinstance(ref, dict) else ref
+            if uid is None or uid in ("-- Grafana --", "grafana", source["uid"], source["name"]):
+                continue  # the default data source (ours), Grafana's own, or ours by uid or name
+            if isinstance(uid, str) and uid.startswith("$"):
+                variable = variables.get(uid.strip("${}"))
+                if variable and variable.get("type") == "datasource" and variable.get("query") == source["type"]:
+                    continue  # a data source variable: it lists ours
+            unresolved.append((name, ref))
+    print(f"{len(dashboards)} Ray dashboards, data source {source['name']} ({source['uid']}); unresolved: {unresolved}")
+    assert not unresolved, unresolved

@@ -78,12 +78,23 @@ def test_loadtest_scales_one_two_one(tmp_path):
     llm = verdict["llm"]
     assert llm["answers"] > 0 and llm["output_tokens"] > 0 and llm["ttft_p50_ms"] > 0, llm
     # The report: Locust's files and ours, and a six-panel figure (users,
-    # requests/s, latency, output tokens/s, TTFT/ITL, replicas).
+    # requests/s, latency, output tokens/s, TTFT/ITL, replicas); with
+    # Prometheus (scripts/test.sh turns it on) its series too, in two more
+    # panels (vLLM's time to first token; its requests and KV cache).
+    monitored = "ray-prometheus" in docker("ps", "--format", "{{.Names}}").split()
     expected = {"report.html", "locust_stats.csv", "locust_stats_history.csv", "timeline.csv", "events.json",
-                "timeline.png", "summary.md", "verdict.json", "llm_requests.csv", "llm_timeline.csv"}
+                "timeline.png", "summary.md", "verdict.json", "llm_requests.csv", "llm_timeline.csv",
+                *(("prometheus.json", "prometheus.csv") if monitored else ())}
     assert expected <= {path.name for path in report.iterdir()}, sorted(path.name for path in report.iterdir())
     head = (report / "timeline.png").read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1000, 1500), head
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1000, 2000 if monitored else 1500), head
+    if monitored:
+        prom = verdict["prometheus"]
+        print(f"Prometheus over the load: {prom}")
+        assert prom and prom["ttft_p50_ms"] > 0 and prom["ttft_p95_ms"] >= prom["ttft_p50_ms"], prom
+        assert prom["generation_tokens_per_s"] > 0 and prom["requests_running_max"] > 0, prom
+        assert prom["kv_cache_usage_pct_max"] is not None, prom
+        assert (prom["target_replicas_max"], prom["running_replicas_max"]) == (2, 2), prom
 
 
 def test_head_restart_keeps_the_replicas(tmp_path):

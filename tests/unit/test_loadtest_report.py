@@ -302,3 +302,88 @@ def test_cli_without_streamed_answers_has_no_llm_figures(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)['llm'] is None
     assert not (run_dir / 'llm_timeline.csv').exists()
+
+
+def prometheus_answers(load_start, load_end, back_at_min):
+    """prometheus.json as the play writes it: Prometheus's range answers every 5 s, from 30 s before
+    the load to 30 s after the replicas came back, and the whole load's figures."""
+    times = [load_start - 30 + 5 * i for i in range(int((back_at_min + 30 - load_start + 30) // 5) + 1)]
+
+    def matrix(value):
+        return {'status': 'success', 'data': {'resultType': 'matrix', 'result': [
+            {'metric': {}, 'values': [[t, str(value(t))] for t in times]}]}}
+
+    def during(t, inside, outside=0):
+        return inside if load_start <= t <= load_end else outside
+    series = {
+        'ttft_p50_ms': matrix(lambda t: during(t, 120.0, 'NaN')), 'ttft_p95_ms': matrix(lambda t: during(t, 480.0, 'NaN')),
+        'generation_tokens_per_s': matrix(lambda t: during(t, 300.0 + (t - load_start))),
+        'requests_running': matrix(lambda t: during(t, 8)), 'requests_waiting': matrix(lambda t: during(t, 3)),
+        'kv_cache_usage_pct': matrix(lambda t: during(t, 12.5)),
+        'target_replicas': matrix(lambda t: 2 if load_start <= t <= load_end + 5 else 1),
+        # Beyond the window: not a peak of this run.
+        'running_replicas': matrix(lambda t: 3 if t > back_at_min + 20 else 2 if (load_start + load_end) / 2 <= t <= load_end
+                                   else 1),
+    }
+
+    def vector(value):
+        return {'status': 'success', 'data': {'resultType': 'vector', 'result': [{'metric': {}, 'value': [load_end, value]}]}}
+    totals = {'ttft_p50_ms': vector('130.25'), 'ttft_p95_ms': vector('495.0'), 'generation_tokens_per_s': vector('310.04')}
+    return {'url': 'http://127.0.0.1:9090', 'series': series, 'totals': totals, 'errors': []}
+
+
+def test_cli_adds_prometheus_series_to_figure_summary_and_csv(tmp_path):
+    run_dir = tmp_path / 'run'
+    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
+    ev = json.loads((run_dir / 'events.json').read_text())
+    lines = ['time,latency_ms,ttft_ms,itl_ms,output_tokens']
+    lines += ['%.3f,900.0,%.1f,12.5,16' % (ev['load_start'] + 0.5 + i * 0.5, 100 + i) for i in range(19)]
+    (run_dir / 'llm_requests.csv').write_text('\n'.join(lines) + '\n')
+    back = ev.get('back_at_min') or ev['load_end']
+    (run_dir / 'prometheus.json').write_text(json.dumps(prometheus_answers(ev['load_start'], ev['load_end'], back)))
+    result = run_cli(run_dir, '--app', APP)
+    assert result.returncode == 0, result.stderr
+    prom = json.loads((run_dir / 'verdict.json').read_text())['prometheus']
+    assert prom['ttft_p50_ms'] == 130.2 and prom['ttft_p95_ms'] == 495.0 and prom['generation_tokens_per_s'] == 310.0
+    assert (prom['requests_running_max'], prom['requests_waiting_max'], prom['kv_cache_usage_pct_max']) == (8, 3, 12.5)
+    assert (prom['target_replicas_max'], prom['running_replicas_max']) == (2, 2)
+    summary = (run_dir / 'summary.md').read_text()
+    assert '| vLLM time to first token p50 / p95 (Prometheus, the whole load) | 130.2 ms / 495 ms | |' in summary
+    assert "| Serve's target / running replicas (Prometheus, peak) | 2 / 2 | |" in summary
+    assert '- [prometheus.csv](prometheus.csv): ' in summary
+    rows = (run_dir / 'prometheus.csv').read_text().splitlines()
+    assert rows[0] == 'elapsed_s,' + ','.join(make_report.PROMETHEUS_SERIES)
+    assert rows[1].startswith('-30.0,,,') and len(rows) > 10  # NaN before the load: empty cells
+    # Two more panels: vLLM's time to first token, and its requests with the KV cache.
+    assert png_size(run_dir / 'timeline.png') == (1000, 2000)
+
+
+def test_figure_with_prometheus_series_draws_them():
+    history = [dict(time=START + t, users=4, rps=t, fps=0.0, p50=12.0, p95=20.0) for t in range(60)]
+    buckets = make_report.llm_buckets(llm_rows((1, 100.0, 10.0, 20), (15, 50.0, 5.0, 40)), TIMELINE, events())
+    prom = make_report.read_prometheus_answers(prometheus_answers(START, END, END + 30))
+    fig = make_report.build_figure(history, TIMELINE, events(), 'title', buckets=buckets, prom=prom)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels[:7] == ['users', 'requests/s', 'latency (ms)', 'output tokens/s', 'TTFT / ITL (ms)',
+                          'vLLM TTFT (ms, Prometheus)', 'vLLM requests'] and labels[7] == 'replicas'
+    assert [line.get_label() for line in fig.axes[5].lines[:2]] == ['p50', 'p95']
+    assert [line.get_label() for line in fig.axes[7].lines[:4]] == ['target', 'running', 'target (Prometheus)',
+                                                                    'running (Prometheus)']
+    assert labels[8] == 'KV cache usage (%)'  # the twin axis of the requests panel
+
+
+@pytest.mark.parametrize('answers, note', [
+    ({'series': {'ttft_p50_ms': {'status': 'success', 'data': {'resultType': 'matrix', 'result': []}}}, 'totals': {},
+      'errors': []}, 'Prometheus had no vLLM series for this run.'),
+    ({'series': {}, 'totals': {}, 'errors': ['Status code was -1 and not [200]: Connection refused']},
+     'Prometheus did not answer every query: Status code was -1 and not [200]: Connection refused'),
+], ids=['no-series', 'no-answer'])
+def test_cli_notes_prometheus_without_series(tmp_path, answers, note):
+    run_dir = tmp_path / 'run'
+    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
+    (run_dir / 'prometheus.json').write_text(json.dumps(answers))
+    result = run_cli(run_dir, '--app', APP)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['prometheus'] is None
+    assert 'Note: ' + note in (run_dir / 'summary.md').read_text()
+    assert png_size(run_dir / 'timeline.png') == (1000, 1000)

@@ -6,9 +6,11 @@
 
 DIR holds what the driver wrote on the head host: Locust's CSVs (locust_stats.csv,
 locust_stats_history.csv), report.html, timeline.csv, events.json and, from the
-locustfile, llm_requests.csv (one row per streamed answer). Writes timeline.png,
-summary.md, verdict.json and llm_timeline.csv (per 10 s: requests/s, output
-tokens/s, time to first token, inter-token latency, replicas) into DIR and prints
+locustfile, llm_requests.csv (one row per streamed answer) and, from the play
+with monitoring on, prometheus.json (Prometheus's answers over the load). Writes
+timeline.png, summary.md, verdict.json, llm_timeline.csv (per 10 s: requests/s,
+output tokens/s, time to first token, inter-token latency, replicas) and
+prometheus.csv (Prometheus's series) into DIR and prints
 verdict.json as one line. Exits 0 whatever the verdict (the playbook asserts on it); 2 when an input is
 missing or unreadable, naming the file.
 """
@@ -49,6 +51,11 @@ EVENT_STYLE = {  # event key: (legend label, colour)
     'back_at_min': ('back at min replicas', 'tab:purple'),
 }
 PANEL_LABELS = ['users', 'requests/s', 'latency (ms)', 'replicas']
+PROMETHEUS = 'prometheus.json'
+PROMETHEUS_CSV = 'prometheus.csv'
+# The play's range queries (roles/ray_loadtest/vars/main.yml), in the CSV's order.
+PROMETHEUS_SERIES = ['ttft_p50_ms', 'ttft_p95_ms', 'generation_tokens_per_s', 'requests_running',
+                     'requests_waiting', 'kv_cache_usage_pct', 'target_replicas', 'running_replicas']
 
 
 class InputError(Exception):
@@ -174,6 +181,75 @@ def write_llm_timeline(path, buckets):
             w.writerow(['' if b[k] is None else b[k] for k in LLM_TIMELINE_COLUMNS])
 
 
+def read_prometheus(path):
+    """{'series': {name: [(time, value)]}, 'totals': {name: value}, 'errors': [...]} from the play's
+    answers; None without the file (monitoring off)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError('cannot read %s: %s' % (path, e))
+    if not isinstance(raw, dict):
+        raise InputError('%s is not a JSON object' % path)
+    return read_prometheus_answers(raw)
+
+
+def read_prometheus_answers(raw):
+    """prometheus.json's content, as read_prometheus returns it."""
+    def result(answer):
+        data = answer.get('data') if isinstance(answer, dict) else None
+        return (data or {}).get('result') or []
+
+    def finite(text):
+        value = number(str(text))
+        return None if value is None or math.isnan(value) or math.isinf(value) else value
+    series, totals = {}, {}
+    for name, answer in (raw.get('series') or {}).items():
+        rows = result(answer)[0].get('values', []) if result(answer) else []
+        series[name] = [(float(t), finite(v)) for t, v in rows if finite(v) is not None]
+    for name, answer in (raw.get('totals') or {}).items():
+        rows = result(answer)
+        totals[name] = finite(rows[0]['value'][1]) if rows else None
+    return {'series': series, 'totals': totals, 'errors': raw.get('errors') or []}
+
+
+def prometheus_summary(prom, events):
+    """The whole load's figures (time to first token, generation tokens/s) and the peaks of the
+    gauges while the load ran and the replicas came back; None when Prometheus had no vLLM series."""
+    if not prom or not any(prom['series'].get(name) for name in PROMETHEUS_SERIES[:6]):
+        return None
+    start, end = events['load_start'], max(events.get('back_at_min') or events['load_end'], events['load_end'])
+
+    def peak(name):
+        values = [v for t, v in prom['series'].get(name, []) if start <= t <= end]
+        return round(max(values), 1) if values else None
+
+    def whole(name):
+        value = prom['totals'].get(name)
+        return None if value is None else round(value, 1)
+    return {'ttft_p50_ms': whole('ttft_p50_ms'), 'ttft_p95_ms': whole('ttft_p95_ms'),
+            'generation_tokens_per_s': whole('generation_tokens_per_s'),
+            'generation_tokens_per_s_max': peak('generation_tokens_per_s'),
+            'requests_running_max': peak('requests_running'), 'requests_waiting_max': peak('requests_waiting'),
+            'kv_cache_usage_pct_max': peak('kv_cache_usage_pct'),
+            'target_replicas_max': peak('target_replicas'), 'running_replicas_max': peak('running_replicas'),
+            'points': sum(len(v) for v in prom['series'].values())}
+
+
+def write_prometheus_csv(path, prom, events):
+    times = sorted({t for values in prom['series'].values() for t, _ in values})
+    by_name = {name: dict(values) for name, values in prom['series'].items()}
+    with open(path, 'w', newline='') as f:
+        out = csv.writer(f)
+        out.writerow(['elapsed_s'] + PROMETHEUS_SERIES)
+        for t in times:
+            out.writerow([round(t - events['load_start'], 1)]
+                         + ['' if by_name.get(name, {}).get(t) is None else round(by_name[name][t], 3)
+                            for name in PROMETHEUS_SERIES])
+
+
 def read_events(path):
     try:
         with open(path) as f:
@@ -270,11 +346,15 @@ def fmt(value, unit=''):
     return ('%d' % value if float(value).is_integer() else '%.1f' % value) + unit
 
 
-def build_figure(history, timeline, events, title, subtitle='', buckets=None):
+def build_figure(history, timeline, events, title, subtitle='', buckets=None, prom=None):
     """Panels over seconds since load start: users, requests/s, latency, replicas; with streamed
-    answers (buckets) also output tokens/s and time to first token / inter-token latency."""
+    answers (buckets) also output tokens/s and time to first token / inter-token latency; with
+    Prometheus's series (prom) also vLLM's time to first token and its requests and KV cache, its
+    generation tokens/s beside Locust's, and Serve's replicas as Prometheus saw them."""
     start = events['load_start']
-    labels = PANEL_LABELS[:3] + (['output tokens/s', 'TTFT / ITL (ms)'] if buckets else []) + PANEL_LABELS[3:]
+    prom_series = {name: values for name, values in ((prom or {}).get('series') or {}).items() if values}
+    labels = PANEL_LABELS[:3] + (['output tokens/s', 'TTFT / ITL (ms)'] if buckets else []) + (
+        ['vLLM TTFT (ms, Prometheus)', 'vLLM requests'] if prom_series else []) + PANEL_LABELS[3:]
     fig = Figure(figsize=(10, 2.5 * len(labels)), dpi=100, layout='constrained')
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(labels), 1, sharex=True)
@@ -298,11 +378,32 @@ def build_figure(history, timeline, events, title, subtitle='', buckets=None):
         axes[3].plot(bx, column('output_tokens_per_s'), color='tab:blue', marker='.')
         axes[4].plot(bx, column('ttft_p50_ms'), label='time to first token p50', color='tab:blue', marker='.')
         axes[4].plot(bx, column('itl_p50_ms'), label='inter-token latency p50', color='tab:red', marker='.')
+    if prom_series:
+        def prom_line(ax, name, label, color, style='-'):
+            values = prom_series.get(name) or []
+            ax.plot([t - start for t, _ in values], [v for _, v in values], style, label=label, color=color)
+        first = 5 if buckets else 3
+        if buckets:
+            prom_line(axes[3], 'generation_tokens_per_s', 'vLLM generation tokens/s (Prometheus)', 'tab:gray', '--')
+        prom_line(axes[first], 'ttft_p50_ms', 'p50', 'tab:blue')
+        prom_line(axes[first], 'ttft_p95_ms', 'p95', 'tab:red')
+        prom_line(axes[first + 1], 'requests_running', 'running', 'tab:green')
+        prom_line(axes[first + 1], 'requests_waiting', 'waiting', 'tab:orange')
+        kv = axes[first + 1].twinx()
+        prom_line(kv, 'kv_cache_usage_pct', 'KV cache', 'tab:purple', ':')
+        kv.set_ylabel('KV cache usage (%)')
+        kv.set_ylim(0, 100)
+        kv.legend(loc='upper right', fontsize='small')
     replicas = axes[-1]
     tx = [r['time'] - start for r in timeline]
     for key, label, color in (('target', 'target', 'tab:orange'), ('running', 'running', 'tab:green')):
         replicas.step(tx, [math.nan if r[key] is None else r[key] for r in timeline], where='post',
                       label=label, color=color)
+    if prom_series:
+        for key, color in (('target_replicas', 'tab:orange'), ('running_replicas', 'tab:green')):
+            values = prom_series.get(key) or []
+            replicas.step([t - start for t, _ in values], [v for _, v in values], where='post', ls=':', lw=2,
+                          label=key.split('_')[0] + ' (Prometheus)', color=color)
     replicas.yaxis.set_major_locator(MaxNLocator(integer=True))
     replicas.set_ylim(min(0, events['min_replicas']) - 0.2, events['max_replicas'] + 0.5)
     replicas.set_xlabel('seconds since load start')
@@ -352,6 +453,17 @@ def write_summary(verdict, title, run_dir, notes):
                   '| Inter-token latency p50 / p95 | %s / %s | |' % (fmt(llm['itl_p50_ms'], ' ms'),
                                                                   fmt(llm['itl_p95_ms'], ' ms')),
                   '| Output tokens/s (mean over the load) | %s | |' % fmt(llm['output_tokens_per_s'])]
+    prom = verdict.get('prometheus')
+    if prom:
+        lines += ['| vLLM time to first token p50 / p95 (Prometheus, the whole load) | %s / %s | |' % (
+                      fmt(prom['ttft_p50_ms'], ' ms'), fmt(prom['ttft_p95_ms'], ' ms')),
+                  '| vLLM generation tokens/s (Prometheus, mean / peak) | %s / %s | |' % (
+                      fmt(prom['generation_tokens_per_s']), fmt(prom['generation_tokens_per_s_max'])),
+                  '| vLLM requests running / waiting (peak) | %s / %s | |' % (
+                      fmt(prom['requests_running_max']), fmt(prom['requests_waiting_max'])),
+                  '| vLLM KV-cache usage (peak) | %s | |' % fmt(prom['kv_cache_usage_pct_max'], ' %'),
+                  "| Serve's target / running replicas (Prometheus, peak) | %s / %s | |" % (
+                      fmt(prom['target_replicas_max']), fmt(prom['running_replicas_max']))]
     if notes:
         lines += [''] + ['Note: ' + n for n in notes]
     lines += ['', 'Files:']
@@ -360,6 +472,7 @@ def write_summary(verdict, title, run_dir, notes):
                        ('timeline.png', 'the figure'), (EVENTS, "the driver's events"),
                        (LLM, 'each streamed answer: latency, time to first token, inter-token latency, tokens'),
                        (LLM_TIMELINE, 'per 10 s: requests/s, output tokens/s, TTFT, ITL, replicas'),
+                       (PROMETHEUS_CSV, "Prometheus's series over the load (monitoring on)"),
                        ('verdict.json', 'this verdict')):
         there = os.path.exists(os.path.join(run_dir, name))
         lines.append('- [%s](%s): %s%s' % (name, name, what, '' if there else ' (missing)'))
@@ -394,6 +507,7 @@ def main(argv=None):
         history = read_history(os.path.join(d, HISTORY))
         timeline = read_timeline(os.path.join(d, TIMELINE))
         llm_rows = read_llm(os.path.join(d, LLM))
+        prom = read_prometheus(os.path.join(d, PROMETHEUS))
     except InputError as e:
         print('make_report: %s' % e, file=sys.stderr)
         return 2
@@ -404,6 +518,9 @@ def main(argv=None):
     buckets = llm_buckets(llm_rows, timeline, events) if llm_rows else None
     if buckets:
         write_llm_timeline(os.path.join(d, LLM_TIMELINE), buckets)
+    verdict['prometheus'] = prometheus_summary(prom, events)
+    if prom and prom['series']:
+        write_prometheus_csv(os.path.join(d, PROMETHEUS_CSV), prom, events)
     title = args.title or 'Serve autoscaling load test' + (': ' + args.app if args.app else '')
     # What was asked for where given, else what the run shows.
     users = args.users if args.users is not None else max((h['users'] for h in history), default=0)
@@ -413,11 +530,15 @@ def main(argv=None):
         'spawn rate %s/s' % fmt(args.spawn_rate) if args.spawn_rate is not None else '',
         'run time %s' % fmt(run_time, ' s'), 'replicas %d–%d' % (events['min_replicas'], events['max_replicas'])]))
     notes = []
+    if prom and prom['errors']:
+        notes.append('Prometheus did not answer every query: %s' % '; '.join(map(str, prom['errors'])))
+    elif prom and not verdict['prometheus']:
+        notes.append('Prometheus had no vLLM series for this run.')
     if events.get('sample_errors'):
         notes.append('%d of %d samples of Serve status failed; the replica timeline has gaps.'
                      % (events['sample_errors'], events.get('samples') or 0))
 
-    build_figure(history, timeline, events, title, subtitle, buckets).savefig(os.path.join(d, 'timeline.png'))
+    build_figure(history, timeline, events, title, subtitle, buckets, prom).savefig(os.path.join(d, 'timeline.png'))
     with open(os.path.join(d, 'verdict.json'), 'w') as f:
         json.dump(verdict, f, indent=2)
         f.write('\n')
