@@ -275,13 +275,19 @@ def test_figure_with_streamed_answers_has_tokens_and_ttft_panels():
     assert [line.get_label() for line in fig.axes[5].lines[:2]] == ['target', 'running']
 
 
-def test_cli_reports_the_llm_figures(tmp_path):
+def scaled_run_with_answers(tmp_path):
+    """The recorded passing run, with 19 streamed answers during its load; its events."""
     run_dir = tmp_path / 'run'
     shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
     ev = json.loads((run_dir / 'events.json').read_text())
     lines = ['time,latency_ms,ttft_ms,itl_ms,output_tokens']
     lines += ['%.3f,900.0,%.1f,12.5,16' % (ev['load_start'] + 0.5 + i * 0.5, 100 + i) for i in range(19)]
     (run_dir / 'llm_requests.csv').write_text('\n'.join(lines) + '\n')
+    return run_dir, ev
+
+
+def test_cli_reports_the_llm_figures(tmp_path):
+    run_dir, ev = scaled_run_with_answers(tmp_path)
     result = run_cli(run_dir, '--app', APP)
     assert result.returncode == 0, result.stderr
     v = json.loads((run_dir / 'verdict.json').read_text())
@@ -333,12 +339,7 @@ def prometheus_answers(load_start, load_end, back_at_min):
 
 
 def test_cli_adds_prometheus_series_to_figure_summary_and_csv(tmp_path):
-    run_dir = tmp_path / 'run'
-    shutil.copytree(os.path.join(RUNS, 'scaled'), run_dir)
-    ev = json.loads((run_dir / 'events.json').read_text())
-    lines = ['time,latency_ms,ttft_ms,itl_ms,output_tokens']
-    lines += ['%.3f,900.0,%.1f,12.5,16' % (ev['load_start'] + 0.5 + i * 0.5, 100 + i) for i in range(19)]
-    (run_dir / 'llm_requests.csv').write_text('\n'.join(lines) + '\n')
+    run_dir, ev = scaled_run_with_answers(tmp_path)
     back = ev.get('back_at_min') or ev['load_end']
     (run_dir / 'prometheus.json').write_text(json.dumps(prometheus_answers(ev['load_start'], ev['load_end'], back)))
     result = run_cli(run_dir, '--app', APP)

@@ -184,16 +184,7 @@ def write_llm_timeline(path, buckets):
 def read_prometheus(path):
     """{'series': {name: [(time, value)]}, 'totals': {name: value}, 'errors': [...]} from the play's
     answers; None without the file (monitoring off)."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError('cannot read %s: %s' % (path, e))
-    if not isinstance(raw, dict):
-        raise InputError('%s is not a JSON object' % path)
-    return read_prometheus_answers(raw)
+    return read_prometheus_answers(read_json_object(path)) if os.path.exists(path) else None
 
 
 def read_prometheus_answers(raw):
@@ -250,14 +241,19 @@ def write_prometheus_csv(path, prom, events):
                             for name in PROMETHEUS_SERIES])
 
 
-def read_events(path):
+def read_json_object(path):
     try:
         with open(path) as f:
-            events = json.load(f)
+            value = json.load(f)
     except (OSError, ValueError) as e:
         raise InputError('cannot read %s: %s' % (path, e))
-    if not isinstance(events, dict):
+    if not isinstance(value, dict):
         raise InputError('%s is not a JSON object' % path)
+    return value
+
+
+def read_events(path):
+    events = read_json_object(path)
     for key in ('load_start', 'load_end', 'min_replicas', 'max_replicas'):
         if not isinstance(events.get(key), (int, float)) or isinstance(events.get(key), bool):
             raise InputError('%s: %s must be a number, not %r' % (path, key, events.get(key)))
