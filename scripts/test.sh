@@ -118,9 +118,18 @@ wait_for_stage() {
   [ "$rc" = 0 ] || { echo "the $1 stage failed; the $RAY_COMPOSE_STAGE stage needs it" >&2; return 1; }
 }
 
+# Debian's headless Chromium opens the dashboard's Serve page
+# (test_dashboard_page.py); Ubuntu ships Chromium as a snap only, and the check skips there.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  [ "$(. /etc/os-release && echo "$ID")" = debian ] || return 0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 run_cluster() {
   wait_for_stage images
   find_image_archives
+  ensure_chromium
   echo "== cluster (site.yml and serve.yml on this host, as the README runs them; bad input for serve.yml and loadtest.yml; faults: a head with a new IP, GCS storage in Redis (with the image from an air-gapped archive); then the real engine: vLLM on CPU serves Qwen3 under load and through a head restart)"
   trap 'ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true >/dev/null 2>&1 || true; remove_test_checkpoint' EXIT
   # A GCS storage directory the Ray user cannot write: the role fixes it.
@@ -130,7 +139,8 @@ run_cluster() {
     || { echo "GCS directory not fixed" >&2; return 1; }
   ansible-playbook serve.yml -e model=echo-cpu
   RAY_COMPOSE_LIVE=1 python -m pytest -q --durations=5 tests/integration/test_serve_bad_input.py tests/integration/test_loadtest_bad_input.py \
-    tests/integration/test_loadtest_interrupt.py tests/integration/test_recorded_answers.py
+    tests/integration/test_loadtest_interrupt.py tests/integration/test_recorded_answers.py \
+    tests/integration/test_dashboard_page.py
   # -s: they print what the faults looked like. Redis comes last: it switches
   # storage, and its move finds the image's name removed (the air-gapped
   # archive). Its part runs with the gateway off (the opt-out); its last test
