@@ -174,8 +174,15 @@ def test_compose_runs_the_vllm_image(tmp_path):
     result, compose = render_compose(tmp_path)
     ok(result)
     assert compose_images(compose) == {f"ray-compose/ray:{RAY}-vllm{VLLM}"}
+    services = compose_services(compose)
     # GPU workers keep every CPU of the host: no cpuset.
-    assert not [name for name, service in compose_services(compose).items() if "cpuset" in service]
+    assert not [name for name, service in services.items() if "cpuset" in service]
+    # vLLM's and inductor's caches on the host; vLLM's own AOT compile on GPUs.
+    for name, service in services.items():
+        env = service["environment"]
+        assert env["VLLM_CACHE_ROOT"] == "/var/cache/vllm", name
+        assert env["TORCHINDUCTOR_CACHE_DIR"] == "/var/cache/vllm/torchinductor", name
+        assert "VLLM_USE_AOT_COMPILE" not in env, name
 
 
 def test_compose_gives_vllm_cpu_workers_cores_of_their_own(tmp_path):
@@ -190,6 +197,11 @@ def test_compose_gives_vllm_cpu_workers_cores_of_their_own(tmp_path):
     for i, ids in enumerate(sets, 1):
         reserved = services[f"ray-worker-{i}"]["environment"].get("VLLM_CPU_NUM_OF_RESERVED_CPU")
         assert reserved == ("0" if len(ids) == 1 else None), (ids, reserved)
+    # vLLM 0.29's CPU build cannot load the AOT-compiled model it saves: off,
+    # and inductor's cache on the host does the work.
+    for name, service in services.items():
+        assert service["environment"].get("VLLM_USE_AOT_COMPILE") == "0", name
+        assert service["environment"]["TORCHINDUCTOR_CACHE_DIR"] == "/var/cache/vllm/torchinductor", name
 
 
 def test_compose_with_an_insisted_pair_warns(tmp_path):
