@@ -331,7 +331,7 @@ def vllm_figures(checkpoint: str) -> None:
     if worker["HostConfig"]["CpusetCpus"]:
         pinning += ["--cpuset-cpus", worker["HostConfig"]["CpusetCpus"]]
     for env in worker["Config"]["Env"]:
-        if env.startswith(("VLLM_CPU_", "OMP_")):
+        if env.startswith(("VLLM_CPU_", "VLLM_USE_AOT_COMPILE=", "TORCHINDUCTOR_CACHE_DIR=", "OMP_")):
             pinning += ["-e", env]
     print(f"bare vllm serve runs with worker-1's CPUs and settings: {' '.join(pinning) or 'all CPUs'}")
     bare = sh(["docker", "run", "-d", "--name", BARE, "-u", "1000:1000", "-p", f"127.0.0.1:{BARE_PORT}:8000", *pinning,

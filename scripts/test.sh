@@ -163,6 +163,15 @@ run_cluster() {
   # keys, secrecy, re-run, a head crash and a key rotation.
   RAY_COMPOSE_LIVE=1 RAY_COMPOSE_LIVE_VLLM=1 RAY_COMPOSE_IMAGE_VARS="$vllm_phase_vars" python -m pytest -q -s --durations=5 \
     tests/integration/test_vllm_cpu_serving.py tests/integration/test_monitoring.py tests/integration/test_gateway.py
+  # A teardown without purge removes every container of the project
+  # (Prometheus's and the gateway's too) and keeps the logs and Prometheus's data.
+  ansible-playbook playbooks/teardown.yml >/dev/null
+  local left
+  left="$(docker ps -a --format '{{.Names}} {{.Label "com.docker.compose.project"}}' | grep -E ' ray(-monitoring|-gateway)?$' || true)"
+  [ -z "$left" ] || { echo "teardown left these containers: $left" >&2; return 1; }
+  [ -n "$(ls -A /opt/ray-cluster/monitoring/data)" ] && [ -n "$(ls -A /opt/ray-cluster/logs/ray-head)" ] \
+    || { echo "teardown did not keep Prometheus's data and the logs" >&2; return 1; }
+  echo "teardown without purge: no container left; Prometheus's data ($(du -sh /opt/ray-cluster/monitoring/data | cut -f1)) and the logs kept"
   ansible-playbook playbooks/teardown.yml -e ray_teardown_purge=true
   remove_test_checkpoint
   trap - EXIT
