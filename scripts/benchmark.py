@@ -236,14 +236,17 @@ def vllm_cpu_vars() -> list[str]:
     return ["-e", json.dumps(yaml.safe_load(result.stdout))]
 
 
-def stream_load(base_url: str, model: str) -> dict:
-    """LOAD against an OpenAI endpoint: output tokens/s over the whole run and p50 time to first token."""
+def gateway_key() -> str:
+    """The gateway's generated key, if it generated one (it is on by default); else none."""
+    return GATEWAY_KEY_FILE.read_text().strip() if GATEWAY_KEY_FILE.exists() else ""
+
+
+def stream_load(base_url: str, model: str, key: str = "") -> dict:
+    """LOAD against an OpenAI endpoint (with this API key, if any): output tokens/s over the whole run and p50
+    time to first token."""
     from concurrent.futures import ThreadPoolExecutor
 
     from openai import OpenAI
-    # Serve through the gateway (on by default) wants its generated key; bare vLLM wants none.
-    through_gateway = base_url.startswith("http://127.0.0.1:8000") and GATEWAY_KEY_FILE.exists()
-    key = GATEWAY_KEY_FILE.read_text().strip() if through_gateway else ""
     client = OpenAI(base_url=base_url, api_key=key or "unused", timeout=300, max_retries=0)
 
     def one(_):
@@ -318,7 +321,7 @@ def vllm_figures(checkpoint: str) -> None:
     for interval in (50, 10):
         serve_qwen(1, 1, stream_batching_interval_ms=interval)
         name = f"Serve LLM, stream_batching_interval_ms={interval}"
-        figures[name] = stream_load("http://127.0.0.1:8000/v1", MODEL)
+        figures[name] = stream_load("http://127.0.0.1:8000/v1", MODEL, gateway_key())
         print(f"{name}: {figures[name]['tokens_per_s']:.0f} output tokens/s, "
               f"p50 time to first token {figures[name]['ttft_p50_ms']:.0f} ms", flush=True)
     playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
@@ -413,7 +416,7 @@ def gateway_figures() -> None:
         playbook("serve.yml", "-e", f"model={app}", "-e", "ray_serve_state=absent")
     playbook("site.yml", "-e", "ray_gateway_enabled=true")
     playbook("serve.yml", "-e", "ray_gateway_enabled=true", "-e", "model=echo-cpu", "-e", TWO_REPLICAS)
-    key = GATEWAY_KEY_FILE.read_text().strip() if GATEWAY_KEY_FILE.exists() else ""
+    key = gateway_key()
     worker = container_ip("ray-worker-1")
     targets = {"gateway (127.0.0.1:8000)": ("127.0.0.1", 8000), f"direct (ray-worker-1's proxy, {worker}:8000)": (worker, 8000)}
     rounds = {name: [] for name in targets}
