@@ -30,10 +30,18 @@ def defaults(role):
     return yaml.safe_load(load(role, 'defaults', 'main.yml') or '') or {}
 
 
+# Entry points whose options are their includer's parameters, not settings:
+# they have no defaults/main.yml value and no README table row.
+CALL_ENTRY_POINTS = {
+    ('ray', 'secret'),  # the token, the Redis password, the gateway key and Grafana's password pass file and host
+}
+
+
 def spec_options(role):
-    """(entry point, name, option) for every option of every entry point."""
+    """(entry point, name, option) for every option of every entry point that takes settings."""
     specs = yaml.safe_load(load(role, 'meta', 'argument_specs.yml'))['argument_specs']
-    return [(entry, name, option) for entry, spec in specs.items() for name, option in (spec.get('options') or {}).items()]
+    return [(entry, name, option) for entry, spec in specs.items() if (role, entry) not in CALL_ENTRY_POINTS
+            for name, option in (spec.get('options') or {}).items()]
 
 
 def readme_names(role):
