@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,16 @@ def test_head_restart_keeps_the_replicas(tmp_path):
     assert counts["failed"] == 0 and counts["ok"] >= 10, counts
     for url in urls:
         assert counts["by_url"][url]["ok"] >= 5, counts
+
+
+def test_replicas_skip_the_empty_model_download():
+    # Every replica started so far (the deploy's and the load test's second)
+    # ran the catalog's path, which has nothing to download: our callback
+    # (roles/ray_serve/files/serve_llm) must have skipped Serve LLM's
+    # download task, a process that imports torch and vLLM for nothing.
+    logs = sorted(Path("/opt/ray-cluster/logs").glob(f"ray-worker-*/session_*/logs/serve/replica_{MODEL}_LLMServer*.log"))
+    started = [log for log in logs if "Started vLLM engine." in log.read_text(errors="replace")]
+    downloaded = [log.name for log in logs if "Running tasks to download model files" in log.read_text(errors="replace")]
+    print(f"{len(started)} replicas started their engine; {len(downloaded)} ran the download task")
+    assert len(started) >= 2, [log.name for log in logs]
+    assert not downloaded, downloaded

@@ -28,6 +28,7 @@ CASES = {
                          {"ray_serve_max_replicas_per_node": 1}),
     "qwen": (QWEN, {}),
     "qwen spread 1": (QWEN, {"ray_serve_max_replicas_per_node": 1}),
+    "qwen own runtime_env": (dict(QWEN, runtime_env={"py_modules": ["s3://b/m.zip"], "env_vars": {"A": "1"}}), {}),
 }
 # Ansible's templating runs in a process of its own, once for every case:
 # importing it here would change how the module tests' AnsibleModule.warn()
@@ -73,3 +74,14 @@ def test_a_cpu_vllm_entry_gets_its_kv_cache_and_cpu_accelerator(rendered):
     llm = rendered["qwen"]["args"]["llm_configs"][0]
     assert llm["engine_kwargs"] == {"max_model_len": 8192, "kv_cache_memory_bytes": 1 << 30}
     assert llm["accelerator_config"] == {"kind": "cpu"}
+
+
+def test_a_vllm_entry_imports_the_callback_that_skips_the_empty_download(rendered):
+    llm = rendered["qwen"]["args"]["llm_configs"][0]
+    assert llm["callback_config"] == {"callback_class": "ray_compose_serve_llm.SkipEmptyNodeInit"}
+    assert rendered["qwen"]["runtime_env"] == {"py_modules": ["file:///opt/ray-cluster/apps/code.zip"]}
+
+
+def test_an_entrys_own_py_modules_come_after_the_callback(rendered):
+    assert rendered["qwen own runtime_env"]["runtime_env"] == {
+        "py_modules": ["file:///opt/ray-cluster/apps/code.zip", "s3://b/m.zip"], "env_vars": {"A": "1"}}
