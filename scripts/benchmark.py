@@ -40,10 +40,11 @@ Figures:
         with a warm compile cache (ray_cluster_vllm_cache_dir), twice each
         (goal: with the cache <= 1/3 of without), as serve.yml's wall time
         and as Serve's own figure for the replica (its controller's log:
-        actor start to RUNNING, without the playbook's checks). A changed autoscaling
-        config redeploys a Serve LLM application, so a second replica's
-        start under load comes from loadtest.yml's verdict instead (its
-        reaction: load start to the new replica RUNNING).
+        actor start to RUNNING, without the playbook's checks). Then the
+        second replica's start during a scale-up (Serve's figure), twice each
+        with the cache the first replica left on the host emptied and kept:
+        a fresh deploy at 1-2 replicas, then more concurrent streams than
+        its target until the second replica is RUNNING.
   8. (--only gateway) The gateway (ray_gateway_enabled) against Serve's
      proxy directly: echo-cpu at 2 replicas, one per worker, and the same
      closed loop of short chat completions (keep-alive connections, a few
@@ -297,6 +298,13 @@ def replica_figures() -> list[float]:
             for m in map(found.search, log.read_text(errors="replace").splitlines()) if m]
 
 
+def replica_worker() -> str:
+    """The worker container that ran the newest LLMServer replica: its replica log is the last written."""
+    logs = Path(PROJECT, "logs")
+    found = sorted(logs.glob("ray-worker-*/session_*/logs/serve/replica_*LLMServer*.log"), key=lambda p: p.stat().st_mtime)
+    return found[-1].relative_to(logs).parts[0] if found else "ray-worker-1"
+
+
 def replica_start(cache: bool) -> tuple[float, float]:
     """Qwen3-0.6B at one replica after removing it (and the cache): seconds from serve.yml's start to RUNNING, and
     Serve's own figure for the replica."""
@@ -309,6 +317,44 @@ def replica_start(cache: bool) -> tuple[float, float]:
     wall = time.monotonic() - start
     new = replica_figures()[seen:]
     return wall, new[-1] if new else float("nan")
+
+
+def scale_up_start(cache: bool) -> float:
+    """Serve's own start time of the second replica when a load scales Qwen3-0.6B from 1 to 2 replicas, with the
+    compile cache the first replica left on the host kept or emptied once that replica is RUNNING."""
+    import threading
+
+    from openai import OpenAI
+    playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
+    serve_qwen(1, 2)
+    if not cache:
+        sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+    seen = len(replica_figures())
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=gateway_key() or "unused", timeout=300, max_retries=0)
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            try:
+                for _ in client.chat.completions.create(
+                        model=MODEL, messages=[{"role": "user", "content": LOAD["prompt"]}],
+                        max_tokens=LOAD["max_tokens"], stream=True, extra_body={"ignore_eos": True}):
+                    pass
+            except Exception:  # noqa: BLE001 - a failed request is still load; the figure is the replica's start
+                time.sleep(1)
+
+    # More ongoing requests than serve_qwen's target of 5 per replica: Serve wants 2 replicas.
+    threads = [threading.Thread(target=stream, daemon=True) for _ in range(LOAD["concurrency"])]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 900
+    while len(replica_figures()) <= seen and time.monotonic() < deadline:
+        time.sleep(2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    new = replica_figures()[seen:]
+    return new[-1] if new else float("nan")
 
 
 def test_checkpoint(image: str, size: str) -> str:
@@ -348,16 +394,17 @@ def vllm_figures(checkpoint: str) -> None:
     playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
     sh(["docker", "rm", "-f", BARE])
     # The same CPUs, /dev/shm and vLLM settings as the worker that ran Serve's
-    # replica (ray_cluster_worker_cpusets pins each CPU worker to cores of its
-    # own; vLLM's engine wants more than Docker's 64 MiB of /dev/shm).
-    worker = json.loads(sh(["docker", "inspect", "ray-worker-1"]).stdout)[0]
+    # last replica (ray_cluster_worker_cpusets pins each CPU worker to cores of
+    # its own; vLLM's engine wants more than Docker's 64 MiB of /dev/shm).
+    name = replica_worker()
+    worker = json.loads(sh(["docker", "inspect", name]).stdout)[0]
     pinning = ["--shm-size", str(worker["HostConfig"]["ShmSize"])]
     if worker["HostConfig"]["CpusetCpus"]:
         pinning += ["--cpuset-cpus", worker["HostConfig"]["CpusetCpus"]]
     for env in worker["Config"]["Env"]:
         if env.startswith(("VLLM_CPU_", "VLLM_USE_AOT_COMPILE=", "TORCHINDUCTOR_CACHE_DIR=", "OMP_")):
             pinning += ["-e", env]
-    print(f"bare vllm serve runs with worker-1's CPUs and settings: {' '.join(pinning) or 'all CPUs'}")
+    print(f"bare vllm serve runs with {name}'s CPUs and settings: {' '.join(pinning) or 'all CPUs'}")
     bare = sh(["docker", "run", "-d", "--name", BARE, "-u", "1000:1000", "-p", f"127.0.0.1:{BARE_PORT}:8000", *pinning,
                "-v", f"{CHECKPOINT.parent}:{CHECKPOINT.parent}:ro", "-v", f"{VLLM_CACHE}:/var/cache/vllm",
                "-e", "VLLM_CACHE_ROOT=/var/cache/vllm", "--entrypoint", "vllm", image,
@@ -393,6 +440,15 @@ def vllm_figures(checkpoint: str) -> None:
         print(f"{what}: {empty:.0f} s with an empty cache ({', '.join(f'{t[index]:.0f}' for t in starts['empty'])}), "
               f"{warm:.0f} s with a warm one ({', '.join(f'{t[index]:.0f}' for t in starts['warm'])}); "
               f"ratio {warm / empty:.2f} (goal <= 0.33)")
+    scale_ups = {"emptied": [], "kept": []}
+    for _ in range(2):
+        scale_ups["emptied"].append(scale_up_start(cache=False))
+        scale_ups["kept"].append(scale_up_start(cache=True))
+    emptied, kept = (statistics.median(scale_ups[key]) for key in ("emptied", "kept"))
+    print(f"the second replica's own start during a scale-up ({LOAD['concurrency']} streams against a target of 5 "
+          f"per replica): {emptied:.0f} s with the cache emptied after the first replica started "
+          f"({', '.join(f'{t:.0f}' for t in scale_ups['emptied'])}), {kept:.0f} s with the first replica's cache kept "
+          f"({', '.join(f'{t:.0f}' for t in scale_ups['kept'])}); ratio {kept / emptied:.2f} (goal <= 0.33)")
     serve_qwen(1, 2)
 
 
