@@ -230,6 +230,8 @@ LOAD = {"concurrency": 8, "requests": 48, "rounds": 3, "max_tokens": 128,
         "prompt": "Explain in a few sentences what a Ray cluster is and why it autoscales. " * 4}
 # A full-size model on a CPU core makes tens of tokens per second: two requests per stream.
 FULL_SIZE_REQUESTS = 16
+# serve_qwen's autoscaling target: LOAD's concurrency is above it, so a load wants a second replica.
+TARGET_ONGOING = 5
 
 
 def vllm_cpu_vars() -> list[str]:
@@ -245,6 +247,13 @@ def gateway_key() -> str:
     return GATEWAY_KEY_FILE.read_text().strip() if GATEWAY_KEY_FILE.exists() else ""
 
 
+def stream_chat(client, model: str):
+    """One LOAD request, streamed with exactly max_tokens out (ignore_eos): its chunks, as they come."""
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": LOAD["prompt"]}], max_tokens=LOAD["max_tokens"],
+        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+
+
 def stream_load(base_url: str, model: str, key: str = "") -> dict:
     """LOAD against an OpenAI endpoint (with this API key, if any): output tokens/s over the whole run and p50
     time to first token."""
@@ -256,9 +265,7 @@ def stream_load(base_url: str, model: str, key: str = "") -> dict:
     def one(_):
         start = time.monotonic()
         first, tokens = None, 0
-        for chunk in client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": LOAD["prompt"]}], max_tokens=LOAD["max_tokens"],
-                stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True}):
+        for chunk in stream_chat(client, model):
             if chunk.usage is not None:
                 tokens = chunk.usage.completion_tokens
             if first is None and any(c.delta.content for c in chunk.choices):
@@ -283,7 +290,7 @@ def stream_load(base_url: str, model: str, key: str = "") -> dict:
 def serve_qwen(min_replicas: int, max_replicas: int, **experimental) -> None:
     """serve.yml for the catalog's Qwen3-0.6B with fixed replicas and Serve LLM experimental configs."""
     autoscaling = {"min_replicas": min_replicas, "max_replicas": max_replicas}
-    extra = {"ray_serve_autoscaling": {**autoscaling, "target_ongoing_requests": 5, "upscale_delay_s": 5,
+    extra = {"ray_serve_autoscaling": {**autoscaling, "target_ongoing_requests": TARGET_ONGOING, "upscale_delay_s": 5,
                                        "downscale_delay_s": 30}}
     if experimental:
         extra["ray_serve_llm_experimental_configs"] = experimental
@@ -298,6 +305,11 @@ def replica_figures() -> list[float]:
             for m in map(found.search, log.read_text(errors="replace").splitlines()) if m]
 
 
+def empty_vllm_cache() -> None:
+    """Remove vLLM's and inductor's compile caches from the host (the directory stays: the workers mount it)."""
+    sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+
+
 def replica_worker() -> str:
     """The worker container that ran the newest LLMServer replica: its replica log is the last written."""
     logs = Path(PROJECT, "logs")
@@ -310,7 +322,7 @@ def replica_start(cache: bool) -> tuple[float, float]:
     Serve's own figure for the replica."""
     playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
     if not cache:
-        sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+        empty_vllm_cache()
     seen = len(replica_figures())
     start = time.monotonic()
     serve_qwen(1, 1)
@@ -328,7 +340,7 @@ def scale_up_start(cache: bool) -> float:
     playbook("serve.yml", "-e", f"model={MODEL}", "-e", "ray_serve_state=absent")
     serve_qwen(1, 2)
     if not cache:
-        sh(["rm", "-rf", *[str(p) for p in VLLM_CACHE.glob("*")]])
+        empty_vllm_cache()
     seen = len(replica_figures())
     client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=gateway_key() or "unused", timeout=300, max_retries=0)
     stop = threading.Event()
@@ -336,14 +348,12 @@ def scale_up_start(cache: bool) -> float:
     def stream():
         while not stop.is_set():
             try:
-                for _ in client.chat.completions.create(
-                        model=MODEL, messages=[{"role": "user", "content": LOAD["prompt"]}],
-                        max_tokens=LOAD["max_tokens"], stream=True, extra_body={"ignore_eos": True}):
+                for _ in stream_chat(client, MODEL):
                     pass
             except Exception:  # noqa: BLE001 - a failed request is still load; the figure is the replica's start
                 time.sleep(1)
 
-    # More ongoing requests than serve_qwen's target of 5 per replica: Serve wants 2 replicas.
+    # More ongoing requests than TARGET_ONGOING per replica: Serve wants 2 replicas.
     threads = [threading.Thread(target=stream, daemon=True) for _ in range(LOAD["concurrency"])]
     for thread in threads:
         thread.start()
@@ -445,8 +455,8 @@ def vllm_figures(checkpoint: str) -> None:
         scale_ups["emptied"].append(scale_up_start(cache=False))
         scale_ups["kept"].append(scale_up_start(cache=True))
     emptied, kept = (statistics.median(scale_ups[key]) for key in ("emptied", "kept"))
-    print(f"the second replica's own start during a scale-up ({LOAD['concurrency']} streams against a target of 5 "
-          f"per replica): {emptied:.0f} s with the cache emptied after the first replica started "
+    print(f"the second replica's own start during a scale-up ({LOAD['concurrency']} streams against a target of "
+          f"{TARGET_ONGOING} per replica): {emptied:.0f} s with the cache emptied after the first replica started "
           f"({', '.join(f'{t:.0f}' for t in scale_ups['emptied'])}), {kept:.0f} s with the first replica's cache kept "
           f"({', '.join(f'{t:.0f}' for t in scale_ups['kept'])}); ratio {kept / emptied:.2f} (goal <= 0.33)")
     serve_qwen(1, 2)
